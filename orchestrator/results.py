@@ -1,0 +1,82 @@
+"""Reading a study's results: counts per state, best trials and the Pareto front."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from orchestrator.errors import StudyError
+from orchestrator.study import INTERRUPTED_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR, study_exists
+
+__all__ = ["best_trials", "describe_trial", "load_study", "state_counts", "study_summary"]
+
+
+def load_study(storage: BaseStorage, name: str, *, storage_url: str) -> optuna.Study:
+    """Load study ``name``; say which studies exist when it does not."""
+    if not study_exists(storage, name):
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        known = ", ".join(names) if names else "none"
+        raise StudyError(f"no study {name!r} in {storage_url} (studies there: {known})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state; interrupted trials (queued to re-run) are counted as INTERRUPTED."""
+    counts = {state.name: 0 for state in TrialState}
+    counts["INTERRUPTED"] = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(INTERRUPTED_ATTR):
+            counts["INTERRUPTED"] += 1
+        else:
+            counts[trial.state.name] += 1
+    return counts
+
+
+def metric_names(study: optuna.Study) -> list[str]:
+    """The objective metric names (``value_<i>`` where the study has none)."""
+    names = study.metric_names
+    return list(names) if names else [f"value_{i}" for i in range(len(study.directions))]
+
+
+def best_trials(study: optuna.Study, *, top: int = 1) -> list[FrozenTrial]:
+    """The ``top`` best completed trials, or the Pareto front of a multi-objective study."""
+    if len(study.directions) > 1:
+        return sorted(study.best_trials, key=lambda t: t.number)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+    return sorted(complete, key=lambda t: (sign * t.value, t.number))[:top]  # type: ignore[operator]
+
+
+def describe_trial(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
+    """A JSON-ready view of one trial."""
+    values = trial.values or []
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "values": {name: _json_float(v) for name, v in zip(metrics, values)},
+        "params": dict(trial.params),
+        "mlflow_run_id": trial.user_attrs.get(RUN_ID_ATTR),
+        "duration_s": trial.duration.total_seconds() if trial.duration else None,
+        "user_attrs": dict(trial.user_attrs),
+    }
+
+
+def study_summary(study: optuna.Study, *, top: int = 1) -> dict[str, Any]:
+    """Name, directions, counts, best trials and the parent run of a study."""
+    metrics = metric_names(study)
+    return {
+        "study": study.study_name,
+        "directions": [d.name.lower() for d in study.directions],
+        "metrics": metrics,
+        "counts": state_counts(study),
+        "best_trials": [describe_trial(t, metrics) for t in best_trials(study, top=top)],
+        "parent_run_id": study.user_attrs.get(PARENT_RUN_ATTR),
+    }
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)

@@ -1,0 +1,91 @@
+"""Optuna samplers and pruners built from the spec's ``sampler`` and ``pruner`` sections."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import optuna
+
+from orchestrator.space import grid
+
+if TYPE_CHECKING:
+    from orchestrator.spec import Spec
+
+__all__ = ["build_pruner", "build_sampler"]
+
+
+def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
+    """The sampler the spec names, seeded as asked."""
+    cfg = spec.sampler
+    samplers = optuna.samplers
+    if cfg.type == "tpe":
+        return samplers.TPESampler(
+            seed=cfg.seed,
+            n_startup_trials=cfg.n_startup_trials,
+            multivariate=cfg.multivariate or cfg.group,
+            group=cfg.group,
+            constant_liar=cfg.constant_liar,
+        )
+    if cfg.type == "random":
+        return samplers.RandomSampler(seed=cfg.seed)
+    if cfg.type == "cmaes":
+        return samplers.CmaEsSampler(
+            seed=cfg.seed,
+            n_startup_trials=cfg.n_startup_trials,
+            sigma0=cfg.sigma0,
+            restart_strategy=cfg.restart_strategy,
+            warn_independent_sampling=False,
+        )
+    if cfg.type == "grid":
+        return samplers.GridSampler(grid(spec.space), seed=cfg.seed)
+    if cfg.type == "nsga2":
+        return samplers.NSGAIISampler(
+            seed=cfg.seed,
+            population_size=cfg.population_size,
+            mutation_prob=cfg.mutation_prob,
+            crossover_prob=cfg.crossover_prob,
+        )
+    if cfg.type == "nsga3":
+        return samplers.NSGAIIISampler(seed=cfg.seed, population_size=cfg.population_size)
+    if cfg.type == "qmc":
+        return samplers.QMCSampler(
+            seed=cfg.seed, qmc_type=cfg.qmc_type, scramble=cfg.scramble,
+            warn_independent_sampling=False,
+        )
+    return samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+
+
+def build_pruner(spec: Spec) -> optuna.pruners.BasePruner:
+    """The pruner the spec names (``none`` never prunes)."""
+    cfg = spec.pruner
+    pruners = optuna.pruners
+    if cfg.type == "median":
+        return pruners.MedianPruner(
+            n_startup_trials=cfg.startup_trials,
+            n_warmup_steps=cfg.warmup_steps,
+            interval_steps=cfg.interval_steps,
+        )
+    if cfg.type == "percentile":
+        return pruners.PercentilePruner(
+            cfg.percentile,
+            n_startup_trials=cfg.startup_trials,
+            n_warmup_steps=cfg.warmup_steps,
+            interval_steps=cfg.interval_steps,
+        )
+    if cfg.type == "hyperband":
+        return pruners.HyperbandPruner(
+            min_resource=cfg.min_resource,
+            max_resource=cfg.max_resource,
+            reduction_factor=cfg.reduction_factor,
+        )
+    if cfg.type == "successive_halving":
+        return pruners.SuccessiveHalvingPruner(
+            min_resource=cfg.min_resource,
+            reduction_factor=cfg.reduction_factor,
+            min_early_stopping_rate=cfg.min_early_stopping_rate,
+        )
+    if cfg.type == "threshold":
+        return pruners.ThresholdPruner(
+            lower=cfg.lower, upper=cfg.upper, n_warmup_steps=cfg.warmup_steps
+        )
+    return pruners.NopPruner()

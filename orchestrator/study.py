@@ -1,0 +1,187 @@
+"""The Optuna study of a sweep: storage, create or resume, ownership, recovery of lost trials."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from orchestrator.errors import StudyError
+from orchestrator.samplers import build_pruner, build_sampler
+from orchestrator.spec import Spec
+from orchestrator.workspace import sqlite_path
+
+__all__ = [
+    "FINISHED_STATES",
+    "Owner",
+    "classify_running",
+    "finished_count",
+    "heartbeat",
+    "open_storage",
+    "open_study",
+    "requeue",
+    "trial_id_of",
+]
+
+JOURNAL_PREFIX = "journal:"
+#: Trial user attrs orch writes.
+OWNER_ATTR = "orch.owner"
+INTERRUPTED_ATTR = "orch.interrupted"
+REASON_ATTR = "fail_reason"
+RERUN_OF_ATTR = "orch.rerun_of"
+RUN_ID_ATTR = "mlflow_run_id"
+#: Study user attrs orch writes.
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+DRIVER_ATTR_PREFIX = "orch.driver."
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(url: str) -> BaseStorage:
+    """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:PATH`` for a journal file."""
+    try:
+        if url.startswith(JOURNAL_PREFIX):
+            path = Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        file = sqlite_path(url)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return RDBStorage(url)
+    except Exception as exc:
+        raise StudyError(f"storage {url!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+def study_exists(storage: BaseStorage, name: str) -> bool:
+    """Whether ``storage`` holds a study called ``name``."""
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
+
+
+def open_study(spec: Spec, storage: BaseStorage, *, resume: bool, storage_url: str) -> optuna.Study:
+    """Create the spec's study, or load it when resuming; refuse a silent clash of names."""
+    directions = [o.direction for o in spec.objectives]
+    if study_exists(storage, spec.name):
+        if not resume:
+            raise StudyError(
+                f"study {spec.name!r} already exists in {storage_url}; add --resume to continue "
+                "it, or change `name` in the spec"
+            )
+        existing = optuna.load_study(study_name=spec.name, storage=storage)
+        had = [d.name.lower() for d in existing.directions]
+        if had != directions:
+            raise StudyError(
+                f"study {spec.name!r} optimises {had} but the spec asks {directions}; "
+                "use another `name` for a different objective"
+            )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=spec.name,
+        directions=directions,
+        sampler=build_sampler(spec),
+        pruner=build_pruner(spec),
+        load_if_exists=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([o.metric for o in spec.objectives])
+    return study
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The orch process that runs a study's trials: recorded on each trial it starts."""
+
+    id: str
+    host: str
+    pid: int
+
+    @classmethod
+    def current(cls) -> Owner:
+        """A fresh owner record for this process."""
+        return cls(id=uuid.uuid4().hex[:12], host=socket.gethostname(), pid=os.getpid())
+
+
+def heartbeat(study: optuna.Study, owner: Owner, *, ended: bool = False) -> None:
+    """Record that ``owner`` is alive (or, with ``ended``, that it stopped cleanly)."""
+    record = {"host": owner.host, "pid": owner.pid, "heartbeat": time.time(), "ended": ended}
+    study.set_user_attr(DRIVER_ATTR_PREFIX + owner.id, record)
+
+
+def classify_running(
+    study: optuna.Study, *, grace_s: float
+) -> tuple[list[FrozenTrial], list[tuple[FrozenTrial, dict[str, Any]]]]:
+    """Split RUNNING trials into stale ones (their driver is gone) and live ones with its record.
+
+    A driver is gone when it ended, stopped heartbeating for ``grace_s``, or was a process of
+    this host that no longer exists.
+    """
+    drivers = {
+        key[len(DRIVER_ATTR_PREFIX) :]: value
+        for key, value in study.user_attrs.items()
+        if key.startswith(DRIVER_ATTR_PREFIX)
+    }
+    stale, live = [], []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = drivers.get(trial.user_attrs.get(OWNER_ATTR, ""))
+        if (
+            record is None
+            or record.get("ended")
+            or now - record.get("heartbeat", 0) > grace_s
+            or (record.get("host") == socket.gethostname() and not _pid_alive(record["pid"]))
+        ):
+            stale.append(trial)
+        else:
+            live.append((trial, record))
+    return stale, live
+
+
+def requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, reason: str) -> None:
+    """End an unfinished trial as FAIL (marked interrupted) and queue its params to run again."""
+    trial_id = trial_id_of(storage, study, trial.number)
+    storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, True)
+    storage.set_trial_user_attr(trial_id, REASON_ATTR, reason)
+    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    study.enqueue_trial(trial.params, user_attrs={RERUN_OF_ATTR: trial.number})
+
+
+def trial_id_of(storage: BaseStorage, study: optuna.Study, number: int) -> int:
+    """The storage id of trial ``number`` of ``study``."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that ended COMPLETE, PRUNED or FAIL, not counting interrupted ones (re-run)."""
+    return sum(
+        1
+        for trial in study.get_trials(deepcopy=False, states=FINISHED_STATES)
+        if not trial.user_attrs.get(INTERRUPTED_ATTR)
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

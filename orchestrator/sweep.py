@@ -1,0 +1,201 @@
+"""``sweep()``: validate a spec, then run its study on Ray with every trial tracked in MLflow."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+
+from orchestrator.errors import OrchError
+from orchestrator.executor import Listener, TrialLoop, ray_session, start_actors
+from orchestrator.hub import Ticket
+from orchestrator.jobref import load_job, project_root
+from orchestrator.outcome import Outcome
+from orchestrator.overrides import apply_overrides
+from orchestrator.results import study_summary
+from orchestrator.spec import Spec, load_spec
+from orchestrator.study import Owner, open_storage
+from orchestrator.workspace import Locations, resolve_locations
+
+__all__ = ["SweepInterrupted", "SweepResult", "prepare", "sweep"]
+
+
+class SweepInterrupted(OrchError):
+    """The sweep was stopped by Ctrl-C; its running trials were closed and queued to re-run."""
+
+    def __init__(self, message: str, result: SweepResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class SweepResult:
+    """What a sweep left in its study and tracking store."""
+
+    study: str
+    storage: str
+    tracking_uri: str
+    parent_run_id: str | None
+    counts: dict[str, int]
+    best_trials: list[dict[str, Any]]
+    metrics: list[str]
+    directions: list[str]
+    interrupted: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (what ``orch sweep --json`` prints)."""
+        return {
+            "study": self.study,
+            "storage": self.storage,
+            "tracking_uri": self.tracking_uri,
+            "parent_run_id": self.parent_run_id,
+            "counts": self.counts,
+            "metrics": self.metrics,
+            "directions": self.directions,
+            "best_trials": [
+                {k: v for k, v in t.items() if k != "user_attrs"} for t in self.best_trials
+            ],
+            "interrupted": self.interrupted,
+            "errors": self.errors,
+        }
+
+
+class _Quiet:
+    def started(self, ticket: Ticket) -> None: ...
+
+    def finished(self, ticket: Ticket, outcome: Outcome) -> None: ...
+
+    def retrying(self, ticket: Ticket, reason: str) -> None: ...
+
+    def waiting(self, message: str) -> None: ...
+
+
+def prepare(
+    spec: Spec | str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    trials: int | None = None,
+    parallel: int | None = None,
+) -> tuple[Spec, Path]:
+    """Load and validate a spec (with overrides) and import its job; return it and its project."""
+    extra = [f"trials={trials}"] * (trials is not None) + [f"parallel={parallel}"] * (
+        parallel is not None
+    )
+    if isinstance(spec, Spec):
+        project = Path.cwd()
+        data, _ = apply_overrides(spec.model_dump(mode="json"), [*overrides, *extra])
+        spec = Spec.model_validate(data)
+    else:
+        project = project_root(spec)
+        spec = load_spec(spec, overrides=[*overrides, *extra])
+    load_job(spec.job, search_path=[str(project)])
+    return spec, project
+
+
+def sweep(
+    spec: Spec | str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    trials: int | None = None,
+    parallel: int | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    workspace: str | Path | None = None,
+    listener: Listener | None = None,
+    log_to_driver: bool = True,
+) -> SweepResult:
+    """Run a sweep to ``trials`` finished trials; raise :class:`SweepInterrupted` on Ctrl-C.
+
+    Everything is validated before anything is written: a bad spec or job leaves no storage
+    file, experiment or run behind.
+    """
+    spec, project = prepare(spec, overrides=overrides, trials=trials, parallel=parallel)
+    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where.prepare()
+    spec_yaml = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    stop = threading.Event()
+    with ray_session(address=address, project=project, log_to_driver=log_to_driver) as env:
+        hub, _tracker = start_actors(
+            spec=spec,
+            spec_yaml=spec_yaml,
+            storage_url=where.storage,
+            tracking_uri=where.tracking_uri,
+            artifact_location=where.artifact_location,
+            owner=Owner.current(),
+            resume=resume,
+        )
+        loop = TrialLoop(
+            spec=spec,
+            hub=hub,
+            target=spec.trials,
+            search_path=[str(project)],
+            tracking_uri=where.tracking_uri,
+            runtime_env=env,
+            listener=listener or _Quiet(),
+            stop=stop,
+        )
+        status = "FAILED"
+        try:
+            with _stop_on_sigint(stop):
+                outcome = loop.run()
+            if outcome.interrupted:
+                ray.get(hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)"))
+            status = "KILLED" if outcome.interrupted else "FINISHED"
+        finally:
+            errors = ray.get(hub.close.remote(status))
+    result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
+    if result.interrupted:
+        raise SweepInterrupted(
+            f"sweep {spec.name!r} interrupted; continue it with the same command and --resume",
+            result,
+        )
+    return result
+
+
+def _result(spec: Spec, where: Locations, *, interrupted: bool, errors: list[str]) -> SweepResult:
+    import optuna
+
+    study = optuna.load_study(study_name=spec.name, storage=open_storage(where.storage))
+    summary = study_summary(study, top=1)
+    return SweepResult(
+        study=spec.name,
+        storage=where.storage,
+        tracking_uri=where.tracking_uri,
+        parent_run_id=summary["parent_run_id"],
+        counts=summary["counts"],
+        best_trials=summary["best_trials"],
+        metrics=summary["metrics"],
+        directions=summary["directions"],
+        interrupted=interrupted,
+        errors=errors,
+    )
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C asks the loop to stop cleanly; a second one exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            os._exit(130)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

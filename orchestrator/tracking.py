@@ -1,0 +1,299 @@
+"""MLflow bookkeeping of a sweep: one parent run, one nested child run per trial attempt."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, TypeVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.validation import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VAL_LENGTH,
+)
+
+__all__ = ["RUN_STATUS", "Tracker", "close_open_runs", "ensure_experiment"]
+
+logger = logging.getLogger(__name__)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+#: MLflow run status for each final Optuna state (pruned trials ran fine, they just stopped early).
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _recorded(method: _Method) -> _Method:
+    """Make a fire-and-forget tracker call record its error instead of raising it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Tracker, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            logger.warning("MLflow %s failed: %s", method.__name__, exc)
+            self._errors.append(f"{method.__name__}: {exc}")
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment ``name``, created (or restored from the bin) if needed."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+class Tracker:
+    """Writes runs, params, metrics, tags and artifacts; metrics are batched in the background.
+
+    Trial attempts are addressed by a key (``"<trial number>.<attempt>"``) so callers never wait
+    for MLflow to hand out run ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracking_uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        flush_interval_s: float = 0.5,
+    ) -> None:
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
+        self.parent_run_id: str | None = None
+        self._runs: dict[str, str] = {}
+        self._last_step: dict[str, int] = {}
+        self._pending: dict[str, list[Metric]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._errors: list[str] = []
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, args=(flush_interval_s,), daemon=True, name="orch-tracker"
+        )
+        self._flusher.start()
+
+    # Parent run -----------------------------------------------------------------------------
+
+    def start_parent(
+        self,
+        *,
+        name: str,
+        spec_yaml: str,
+        tags: Mapping[str, str],
+        resume_run_id: str | None = None,
+    ) -> str:
+        """Create the sweep's parent run (or reopen ``resume_run_id``); return its id."""
+        if resume_run_id is not None:
+            self.client.update_run(resume_run_id, status="RUNNING")
+            self.parent_run_id = resume_run_id
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
+            self.parent_run_id = run.info.run_id
+        self.client.log_text(self.parent_run_id, spec_yaml, "spec.yaml")
+        return self.parent_run_id
+
+    def end_parent(
+        self, *, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> list[str]:
+        """Log the sweep summary, close the parent run with ``status``; return all errors met."""
+        errors = self.close()
+        if self.parent_run_id is not None:
+            self._write(self.parent_run_id, metrics=_metrics(metrics, step=0), tags=_tags(tags))
+            self.client.set_terminated(self.parent_run_id, status)
+        return errors
+
+    @_recorded
+    def close_open_children(self, reason: str) -> None:
+        """Close as KILLED every child run of the parent still RUNNING (left by a dead driver)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
+            "and attributes.status = 'RUNNING'",
+            max_results=50000,
+        )
+        close_open_runs(self.client, (run.info.run_id for run in runs), reason=reason)
+
+    @_recorded
+    def log_parent_artifact(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` on the parent run."""
+        if self.parent_run_id is not None:
+            self._upload(self.parent_run_id, name, data)
+
+    # Trial runs -----------------------------------------------------------------------------
+
+    def start_trial(
+        self,
+        key: str,
+        *,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+    ) -> str:
+        """Open a child run for one trial attempt; return its run id."""
+        run_tags = {"mlflow.parentRunId": self.parent_run_id or "", **tags}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
+        run_id = run.info.run_id
+        self._runs[key] = run_id
+        self._write(run_id, params=_params(params))
+        return run_id
+
+    def run_id(self, key: str) -> str:
+        """The run id of a trial attempt started with ``key``."""
+        return self._runs[key]
+
+    @_recorded
+    def log_metrics(self, key: str, step: int, metrics: Mapping[str, float], timestamp_ms: int) -> None:
+        """Queue metrics at ``step``; they reach MLflow within the flush interval."""
+        run_id = self._runs[key]
+        entries = [Metric(name, float(value), timestamp_ms, step) for name, value in metrics.items()]
+        with self._lock:
+            self._pending[run_id].extend(entries)
+            self._last_step[key] = max(step, self._last_step.get(key, step))
+
+    @_recorded
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a trial attempt's run."""
+        self._write(self._runs[key], tags=_tags(tags))
+
+    @_recorded
+    def log_artifact(self, key: str, name: str, data: bytes) -> None:
+        """Store ``data`` as artifact ``name`` (may contain folders) of a trial attempt's run."""
+        self._upload(self._runs[key], name, data)
+
+    @_recorded
+    def end_trial(
+        self,
+        key: str,
+        *,
+        state: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        status: str | None = None,
+    ) -> None:
+        """Log final metrics and tags, then close the run (status: the state's, unless given)."""
+        run_id = self._runs[key]
+        try:
+            self._flush_run(run_id)
+        except Exception as exc:  # still close the run; the metrics stay queued for flush()
+            self._errors.append(f"end_trial: {exc}")
+        step = self._last_step.get(key, 0)
+        final_tags = {"optuna.state": state, **tags}
+        self._write(run_id, metrics=_metrics(metrics, step), tags=_tags(final_tags))
+        self.client.set_terminated(run_id, status or RUN_STATUS[state])
+
+    # Delivery -------------------------------------------------------------------------------
+
+    def flush(self) -> list[str]:
+        """Write every queued metric now; return (and forget) the errors met so far."""
+        try:
+            self._flush_all()
+        except Exception as exc:
+            self._errors.append(f"metric flush failed: {exc}")
+        errors, self._errors = self._errors, []
+        return errors
+
+    def close(self) -> list[str]:
+        """Stop the background flusher after a last flush; return the errors met."""
+        self._stop.set()
+        self._flusher.join(timeout=5)
+        return self.flush()
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._flush_all()
+            except Exception as exc:  # metrics stay queued; the next flush retries them
+                self._errors.append(f"metric flush failed: {exc}")
+
+    def _flush_all(self) -> None:
+        with self._lock:
+            run_ids = list(self._pending)
+        for run_id in run_ids:
+            self._flush_run(run_id)
+
+    def _flush_run(self, run_id: str) -> None:
+        with self._lock:
+            entries = self._pending.pop(run_id, [])
+        if not entries:
+            return
+        try:
+            self._write(run_id, metrics=entries)
+        except Exception:
+            with self._lock:
+                self._pending[run_id][:0] = entries
+            raise
+
+    def _write(
+        self,
+        run_id: str,
+        *,
+        metrics: Iterable[Metric] = (),
+        params: Iterable[Param] = (),
+        tags: Iterable[RunTag] = (),
+    ) -> None:
+        metrics, params, tags = list(metrics), list(params), list(tags)
+        with self._write_lock:
+            for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
+                self.client.log_batch(run_id, metrics=chunk, synchronous=True)
+            for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
+                self.client.log_batch(run_id, params=chunk, synchronous=True)
+            for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
+                self.client.log_batch(run_id, tags=chunk, synchronous=True)
+
+    def _upload(self, run_id: str, name: str, data: bytes) -> None:
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError(f"artifact name must be a relative path, got {name!r}")
+        with tempfile.TemporaryDirectory(prefix="orch-artifact-") as tmp:
+            local = Path(tmp) / path.name
+            local.write_bytes(data)
+            folder = str(path.parent) if str(path.parent) != "." else None
+            self.client.log_artifact(run_id, str(local), artifact_path=folder)
+
+
+def close_open_runs(
+    client: MlflowClient, run_ids: Iterable[str], *, status: str = "KILLED", reason: str
+) -> list[str]:
+    """Close every run of ``run_ids`` still RUNNING with ``status``; return the ones closed."""
+    closed = []
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+            client.log_batch(run_id, tags=[RunTag("orch.fail_reason", reason[:MAX_TAG_VAL_LENGTH])])
+            client.set_terminated(run_id, status)
+            closed.append(run_id)
+    return closed
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
+
+
+def _params(params: Mapping[str, Any]) -> list[Param]:
+    return [Param(str(k), str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
+
+
+def _tags(tags: Mapping[str, Any]) -> list[RunTag]:
+    return [RunTag(str(k), str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
+
+
+def _metrics(metrics: Mapping[str, float], step: int) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(name, float(value), now, step) for name, value in metrics.items()]

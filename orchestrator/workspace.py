@@ -1,0 +1,61 @@
+"""Where a sweep keeps its study and runs when no URL is given: the workspace folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Locations", "resolve_locations", "sqlite_path"]
+
+WORKSPACE_ENV = "ORCH_WORKSPACE"
+STORAGE_ENV = "ORCH_STORAGE"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+DEFAULT_WORKSPACE = ".orch"
+
+
+@dataclass(frozen=True)
+class Locations:
+    """The storage and tracking URLs a command uses, and the workspace folder behind defaults."""
+
+    workspace: Path
+    storage: str
+    tracking_uri: str
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifact root for new experiments in a workspace sqlite store (None: server decides)."""
+        if self.tracking_uri == _sqlite(self.workspace / "mlflow.db"):
+            return (self.workspace / "artifacts").as_uri()
+        return None
+
+    def prepare(self) -> None:
+        """Create the folders of the sqlite files the URLs name."""
+        for url in (self.storage, self.tracking_uri):
+            path = sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_locations(
+    *, storage: str | None = None, tracking_uri: str | None = None, workspace: str | Path | None = None
+) -> Locations:
+    """Flags first, then ORCH_STORAGE / MLFLOW_TRACKING_URI / ORCH_WORKSPACE, then ./.orch."""
+    folder = Path(workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE).resolve()
+    return Locations(
+        workspace=folder,
+        storage=storage or os.environ.get(STORAGE_ENV) or _sqlite(folder / "optuna.db"),
+        tracking_uri=tracking_uri or os.environ.get(TRACKING_ENV) or _sqlite(folder / "mlflow.db"),
+    )
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for other URLs and in-memory databases)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix or url.endswith(":memory:"):
+        return None
+    return Path(url[len(prefix) :])
