@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,19 +30,21 @@ err = Console(stderr=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="The sweep spec (YAML).", show_default=False)]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a spec field: --set fixed.epochs=1 (repeatable)."),
 ]
 StorageOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(help="Optuna storage URL (env ORCH_STORAGE; default sqlite in the workspace)."),
 ]
 TrackingOpt = Annotated[
-    Optional[str],
-    typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite in the workspace)."),
+    str | None,
+    typer.Option(
+        help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite in the workspace)."
+    ),
 ]
 WorkspaceOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(help="Folder for the default stores (env ORCH_WORKSPACE; default ./.orch)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
@@ -51,13 +53,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 @app.command("sweep")
 def sweep_command(
     spec: SpecArg,
-    trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold.")] = None,
-    parallel: Annotated[Optional[int], typer.Option(help="Trials at once.")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Finished trials the study should hold.")
+    ] = None,
+    parallel: Annotated[int | None, typer.Option(help="Trials at once.")] = None,
     set_: SetOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster: ray://HOST:10001, auto or HOST:PORT (env RAY_ADDRESS).")
+        str | None,
+        typer.Option(help="Ray cluster: ray://HOST:10001, auto or HOST:PORT (env RAY_ADDRESS)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
     workspace: WorkspaceOpt = None,
@@ -68,8 +73,14 @@ def sweep_command(
 
     checked, _ = prepare(spec, overrides=set_ or [], trials=trials, parallel=parallel)
     kwargs: dict[str, Any] = dict(
-        overrides=set_ or [], trials=trials, parallel=parallel, storage=storage,
-        tracking_uri=tracking_uri, address=address, resume=resume, workspace=workspace,
+        overrides=set_ or [],
+        trials=trials,
+        parallel=parallel,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        address=address,
+        resume=resume,
+        workspace=workspace,
     )
     try:
         if json_:
@@ -90,7 +101,9 @@ def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
     checked, _ = prepare(spec, overrides=set_ or [])
     err.print(
         f"{spec}: valid ({checked.name}: {len(checked.space)} parameters, job {checked.job})",
-        soft_wrap=True, markup=False, highlight=False,
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
 
 
@@ -102,7 +115,7 @@ def schema_command() -> None:
 
 @app.command("status")
 def status_command(
-    study: Annotated[Optional[str], typer.Argument(help="One study (default: all).")] = None,
+    study: Annotated[str | None, typer.Argument(help="One study (default: all).")] = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     workspace: WorkspaceOpt = None,
@@ -125,8 +138,12 @@ def status_command(
     for s in summaries:
         counts = s["counts"]
         table.add_row(
-            s["study"], str(counts["COMPLETE"]), str(counts["PRUNED"]), str(counts["FAIL"]),
-            str(counts["RUNNING"]), _best_text(s),
+            s["study"],
+            str(counts["COMPLETE"]),
+            str(counts["PRUNED"]),
+            str(counts["FAIL"]),
+            str(counts["RUNNING"]),
+            _best_text(s),
         )
     out.print(table)
 
@@ -173,7 +190,9 @@ def _print_best(trials: list[dict[str, Any]]) -> None:
     for column in ("trial", "values", "params", "mlflow run"):
         table.add_column(column)
     for t in trials:
-        values = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["values"].items())
+        values = ", ".join(
+            f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["values"].items()
+        )
         params = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
         table.add_row(str(t["number"]), values, params, t["mlflow_run_id"] or "")
     out.print(table)

@@ -95,7 +95,9 @@ def start_actors(
     tracker = (
         ray.remote(Tracker)
         .options(**options)
-        .remote(tracking_uri=tracking_uri, experiment=spec.name, artifact_location=artifact_location)
+        .remote(
+            tracking_uri=tracking_uri, experiment=spec.name, artifact_location=artifact_location
+        )
     )
     hub = (
         ray.remote(StudyHub)
@@ -205,7 +207,11 @@ class TrialLoop:
             max_retries=0, runtime_env=runtime_env, **_task_resources(spec.resources)
         )
         self._args = (
-            spec.job, search_path, spec.objectives, spec.pruner.type != "none", tracking_uri
+            spec.job,
+            search_path,
+            spec.objectives,
+            spec.pruner.type != "none",
+            tracking_uri,
         )
         self._capacity = 1
         self._capacity_at = -math.inf
@@ -333,7 +339,7 @@ def cluster_capacity(resources: Resources) -> int:
             limits.append(total.get(name, 0.0) / amount)
     if not limits:
         return int(total.get("CPU", 1))
-    return int(math.floor(min(limits) + 1e-9))
+    return math.floor(min(limits) + 1e-9)
 
 
 def _task_resources(resources: Resources) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from optuna.trial import TrialState
 
+from orchestrator.errors import StudyError
 from orchestrator.outcome import Outcome
 from orchestrator.samplers import build_pruner
 from orchestrator.space import suggest
@@ -33,7 +34,6 @@ from orchestrator.study import (
     open_study,
     requeue,
 )
-from orchestrator.errors import StudyError
 
 __all__ = ["HEARTBEAT_S", "StudyHub", "Ticket", "TrackerPort"]
 
@@ -131,7 +131,7 @@ class StudyHub:
         )
         self.study.set_user_attr(PARENT_RUN_ATTR, self.parent_run_id)
         if stale:
-            tracker.close_open_children(f"interrupted: the orch driver running it stopped")
+            tracker.close_open_children("interrupted: the orch driver running it stopped")
         self.ping()
 
     # Progress ---------------------------------------------------------------------------------
@@ -174,7 +174,9 @@ class StudyHub:
         self._open_run(following)
         return following
 
-    def report(self, key: str, trial_id: int, step: int, metrics: dict[str, float], ts: int) -> bool:
+    def report(
+        self, key: str, trial_id: int, step: int, metrics: dict[str, float], ts: int
+    ) -> bool:
         """Record one report; return whether the pruner stops the trial."""
         self._tracker.log_metrics(key, step, metrics, ts)
         value = metrics.get(self.metric) if self.metric else None
@@ -222,7 +224,10 @@ class StudyHub:
         """End unfinished attempts (FAIL, marked interrupted, queued to re-run); kill their runs."""
         for ticket in tickets:
             self._tracker.end_trial(
-                ticket.key, state="FAIL", metrics={}, tags={"orch.fail_reason": reason},
+                ticket.key,
+                state="FAIL",
+                metrics={},
+                tags={"orch.fail_reason": reason},
                 status="KILLED",
             )
             self._run_ids.pop(ticket.key, None)
@@ -231,7 +236,9 @@ class StudyHub:
     def close(self, status: str) -> list[str]:
         """Close the parent run with a summary of the study; return the tracker's errors."""
         heartbeat(self.study, self.owner, ended=True)
-        counts = {state.name: 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        counts = {
+            state.name: 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        }
         for trial in self.study.get_trials(deepcopy=False):
             if trial.state.name in counts and not trial.user_attrs.get(INTERRUPTED_ATTR):
                 counts[trial.state.name] += 1
@@ -267,9 +274,12 @@ class StudyHub:
         if live:
             _, record = live[0]
             raise StudyError(
-                f"study {self.spec.name!r} is being run by orch on {record['host']} "
-                f"(pid {record['pid']}); stop that sweep first, or wait {GRACE_S:.0f}s after it died"
+                f"study {self.spec.name!r} is being run by orch on {record['host']}"
+                f" (pid {record['pid']}); stop that sweep first, or wait {GRACE_S:.0f}s"
+                " after it dies"
             )
         for trial in stale:
-            requeue(self.study, self.storage, trial, "interrupted: the orch driver running it stopped")
+            requeue(
+                self.study, self.storage, trial, "interrupted: the orch driver running it stopped"
+            )
         return stale

@@ -90,10 +90,10 @@ class SweepProgress:
             number, values = min(self._values, key=lambda item: sign * item[1][0])
             return f"best {objectives[0].metric}={values[0]:.4g} (#{number})"
         signs = [1.0 if o.direction == "minimize" else -1.0 for o in objectives]
-        points = [[s * v for s, v in zip(signs, values)] for _, values in self._values]
+        points = [[s * v for s, v in zip(signs, values, strict=True)] for _, values in self._values]
         front = sum(
             1
             for p in points
-            if not any(all(a <= b for a, b in zip(q, p)) and q != p for q in points)
+            if not any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in points)
         )
         return f"pareto front: {front} trial(s)"

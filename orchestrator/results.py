@@ -57,7 +57,7 @@ def describe_trial(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "values": {name: _json_float(v) for name, v in zip(metrics, values)},
+        "values": {name: _json_float(v) for name, v in zip(metrics, values, strict=False)},
         "params": dict(trial.params),
         "mlflow_run_id": trial.user_attrs.get(RUN_ID_ATTR),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,

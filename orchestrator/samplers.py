@@ -49,7 +49,9 @@ def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
         return samplers.NSGAIIISampler(seed=cfg.seed, population_size=cfg.population_size)
     if cfg.type == "qmc":
         return samplers.QMCSampler(
-            seed=cfg.seed, qmc_type=cfg.qmc_type, scramble=cfg.scramble,
+            seed=cfg.seed,
+            qmc_type=cfg.qmc_type,
+            scramble=cfg.scramble,
             warn_independent_sampling=False,
         )
     return samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)

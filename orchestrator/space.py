@@ -78,7 +78,7 @@ def grid(space: Mapping[str, AnyParam]) -> dict[str, list[Any]]:
         elif param.type == "float":
             if param.step is None:
                 raise ValueError(f"space.{name}: a grid needs a step for float parameters")
-            count = int(round((param.high - param.low) / param.step)) + 1
+            count = round((param.high - param.low) / param.step) + 1
             values[name] = [round(param.low + k * param.step, 12) for k in range(count)]
         else:
             values[name] = list(param.choices)

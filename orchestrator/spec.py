@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,8 +24,8 @@ __all__ = [
     "spec_schema",
 ]
 
-Scalar = Union[bool, int, float, str, None]
-Condition = dict[str, Union[Scalar, list[Scalar]]]
+Scalar = bool | int | float | str | None
+Condition = dict[str, Scalar | list[Scalar]]
 
 
 class _Strict(BaseModel):
@@ -117,7 +117,7 @@ class CategoricalParam(_Param):
         return choices
 
 
-Param = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discriminator="type")]
+Param = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
 
 
 def _check_range(low: float, high: float, log: bool) -> None:
@@ -183,16 +183,14 @@ class GPSamplerSpec(_Sampler):
 
 
 SamplerSpec = Annotated[
-    Union[
-        TPESamplerSpec,
-        RandomSamplerSpec,
-        CmaEsSamplerSpec,
-        GridSamplerSpec,
-        NSGAIISamplerSpec,
-        NSGAIIISamplerSpec,
-        QMCSamplerSpec,
-        GPSamplerSpec,
-    ],
+    TPESamplerSpec
+    | RandomSamplerSpec
+    | CmaEsSamplerSpec
+    | GridSamplerSpec
+    | NSGAIISamplerSpec
+    | NSGAIIISamplerSpec
+    | QMCSamplerSpec
+    | GPSamplerSpec,
     Field(discriminator="type"),
 ]
 
@@ -237,14 +235,12 @@ class ThresholdPrunerSpec(_Strict):
 
 
 PrunerSpec = Annotated[
-    Union[
-        NoPrunerSpec,
-        MedianPrunerSpec,
-        PercentilePrunerSpec,
-        HyperbandPrunerSpec,
-        SuccessiveHalvingPrunerSpec,
-        ThresholdPrunerSpec,
-    ],
+    NoPrunerSpec
+    | MedianPrunerSpec
+    | PercentilePrunerSpec
+    | HyperbandPrunerSpec
+    | SuccessiveHalvingPrunerSpec
+    | ThresholdPrunerSpec,
     Field(discriminator="type"),
 ]
 
@@ -324,7 +320,9 @@ class Spec(_Strict):
             )
         clash = sorted(set(self.fixed) & set(self.space))
         if clash:
-            raise ValueError(f"fixed: {clash} also in space; a parameter is either fixed or sampled")
+            raise ValueError(
+                f"fixed: {clash} also in space; a parameter is either fixed or sampled"
+            )
         _check_conditions(self.space)
         if self.sampler.type == "grid":
             _check_grid(self.space)
@@ -396,7 +394,10 @@ def _kind(value: object) -> str:
 
 
 def _describe(
-    exc: ValidationError, file: Path, data: dict[str, Any], node: yaml.Node | None,
+    exc: ValidationError,
+    file: Path,
+    data: dict[str, Any],
+    node: yaml.Node | None,
     overridden: set[str],
 ) -> str:
     """One line for the most specific validation error: file, YAML line, field path, message."""
@@ -407,7 +408,9 @@ def _describe(
     if error["type"] == "extra_forbidden":
         message = "unknown field (check its spelling; see `orch schema`)"
     elif error["type"] == "union_tag_invalid":
-        message = f"unknown type {error['input'].get('type')!r}; " + message.split(":", 1)[-1].strip()
+        message = (
+            f"unknown type {error['input'].get('type')!r}; " + message.split(":", 1)[-1].strip()
+        )
     elif error["type"] not in ("missing", "model_attributes_type") and "input" in error:
         shown = repr(error["input"])
         if len(shown) <= 60 and not isinstance(error["input"], dict):
@@ -428,9 +431,9 @@ def _user_loc(loc: Iterable[Any], data: Any) -> list[Any]:
     """Drop the union/tag entries pydantic adds, so the path reads as the user's fields."""
     out: list[Any] = []
     for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if in_dict or in_list:
             data = data[part]
         elif isinstance(part, str) and (
             part in _UNION_TAGS or part.endswith(("SamplerSpec", "PrunerSpec"))
@@ -451,7 +454,9 @@ def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
             if not match:
                 break
             node = match[0]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
         else:
             break

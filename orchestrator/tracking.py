@@ -8,9 +8,9 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -159,10 +159,14 @@ class Tracker:
         return self._runs[key]
 
     @_recorded
-    def log_metrics(self, key: str, step: int, metrics: Mapping[str, float], timestamp_ms: int) -> None:
+    def log_metrics(
+        self, key: str, step: int, metrics: Mapping[str, float], timestamp_ms: int
+    ) -> None:
         """Queue metrics at ``step``; they reach MLflow within the flush interval."""
         run_id = self._runs[key]
-        entries = [Metric(name, float(value), timestamp_ms, step) for name, value in metrics.items()]
+        entries = [
+            Metric(name, float(value), timestamp_ms, step) for name, value in metrics.items()
+        ]
         with self._lock:
             self._pending[run_id].extend(entries)
             self._last_step[key] = max(step, self._last_step.get(key, step))

@@ -80,7 +80,10 @@ def run_attempt(
     sink = HubSink(hub, ticket, wait_for_pruner=wait_for_pruner)
     sink.set_tags({f"orch.{key}": value for key, value in placement.items()})
     trial = Trial(
-        number=ticket.number, params=ticket.params, sink=sink, attempt=ticket.attempt,
+        number=ticket.number,
+        params=ticket.params,
+        sink=sink,
+        attempt=ticket.attempt,
         gpu_ids=gpu_ids,
     )
     started = time.perf_counter()
@@ -130,7 +133,8 @@ class _Tee(io.TextIOBase):
 @contextlib.contextmanager
 def _tee_output(log: io.StringIO) -> Iterator[None]:
     """Copy what the job prints into ``log`` while it still reaches the worker's own output."""
-    with contextlib.redirect_stdout(_Tee(sys.stdout, log)), contextlib.redirect_stderr(
-        _Tee(sys.stderr, log)
+    with (
+        contextlib.redirect_stdout(_Tee(sys.stdout, log)),
+        contextlib.redirect_stderr(_Tee(sys.stderr, log)),
     ):
         yield

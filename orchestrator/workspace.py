@@ -38,7 +38,10 @@ class Locations:
 
 
 def resolve_locations(
-    *, storage: str | None = None, tracking_uri: str | None = None, workspace: str | Path | None = None
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    workspace: str | Path | None = None,
 ) -> Locations:
     """Flags first, then ORCH_STORAGE / MLFLOW_TRACKING_URI / ORCH_WORKSPACE, then ./.orch."""
     folder = Path(workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE).resolve()
