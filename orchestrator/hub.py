@@ -15,12 +15,12 @@ from typing import Any, Protocol
 
 from optuna.trial import TrialState
 
-from orchestrator.errors import StudyError
 from orchestrator.outcome import Outcome
 from orchestrator.samplers import build_pruner
 from orchestrator.space import suggest
 from orchestrator.spec import Spec
 from orchestrator.study import (
+    GRACE_S,
     INTERRUPTED_ATTR,
     OWNER_ATTR,
     PARENT_RUN_ATTR,
@@ -37,9 +37,8 @@ from orchestrator.study import (
 
 __all__ = ["HEARTBEAT_S", "StudyHub", "Ticket", "TrackerPort"]
 
-#: How often the hub records that its driver is alive, and how long before others call it gone.
+#: How often the hub records that its driver is alive.
 HEARTBEAT_S = 10.0
-GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -270,14 +269,7 @@ class StudyHub:
 
     def _recover(self) -> list[Any]:
         """Close and re-queue trials left RUNNING by a driver that is gone."""
-        stale, live = classify_running(self.study, grace_s=GRACE_S)
-        if live:
-            _, record = live[0]
-            raise StudyError(
-                f"study {self.spec.name!r} is being run by orch on {record['host']}"
-                f" (pid {record['pid']}); stop that sweep first, or wait {GRACE_S:.0f}s"
-                " after it dies"
-            )
+        stale, _ = classify_running(self.study, grace_s=GRACE_S)
         for trial in stale:
             requeue(
                 self.study, self.storage, trial, "interrupted: the orch driver running it stopped"

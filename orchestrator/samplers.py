@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import optuna
@@ -11,7 +12,25 @@ from orchestrator.space import grid
 if TYPE_CHECKING:
     from orchestrator.spec import Spec
 
-__all__ = ["build_pruner", "build_sampler"]
+__all__ = ["build_pruner", "build_sampler", "grid_size"]
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler without its ``study.stop()`` at the end of the grid.
+
+    ``Study.stop`` only works inside ``Study.optimize``; orch asks and tells, and stops at the
+    grid's size itself (see :func:`grid_size`).
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+
+def grid_size(spec: Spec) -> int | None:
+    """How many points a grid sampler has (None for other samplers)."""
+    if spec.sampler.type != "grid":
+        return None
+    return math.prod(len(values) for values in grid(spec.space).values())
 
 
 def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
@@ -37,7 +56,7 @@ def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
             warn_independent_sampling=False,
         )
     if cfg.type == "grid":
-        return samplers.GridSampler(grid(spec.space), seed=cfg.seed)
+        return _AskTellGridSampler(grid(spec.space), seed=cfg.seed)
     if cfg.type == "nsga2":
         return samplers.NSGAIISampler(
             seed=cfg.seed,

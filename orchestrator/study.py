@@ -24,6 +24,7 @@ from orchestrator.workspace import sqlite_path
 __all__ = [
     "FINISHED_STATES",
     "Owner",
+    "check_study",
     "classify_running",
     "finished_count",
     "heartbeat",
@@ -45,6 +46,8 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 DRIVER_ATTR_PREFIX = "orch.driver."
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: How long a driver may miss heartbeats before its RUNNING trials count as abandoned.
+GRACE_S = 60.0
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -74,22 +77,39 @@ def study_exists(storage: BaseStorage, name: str) -> bool:
     return True
 
 
+def check_study(spec: Spec, storage: BaseStorage, *, resume: bool, storage_url: str) -> None:
+    """Refuse what would clash: an existing study without resume, other directions, a live run.
+
+    Run it on the driver before any actor starts, so the user gets the reason in one line.
+    """
+    if not study_exists(storage, spec.name):
+        return
+    if not resume:
+        raise StudyError(
+            f"study {spec.name!r} already exists in {storage_url}; add --resume to continue "
+            "it, or change `name` in the spec"
+        )
+    existing = optuna.load_study(study_name=spec.name, storage=storage)
+    had = [d.name.lower() for d in existing.directions]
+    wanted = [o.direction for o in spec.objectives]
+    if had != wanted:
+        raise StudyError(
+            f"study {spec.name!r} optimises {had} but the spec asks {wanted}; "
+            "use another `name` for a different objective"
+        )
+    _, live = classify_running(existing, grace_s=GRACE_S)
+    if live:
+        _, record = live[0]
+        raise StudyError(
+            f"study {spec.name!r} is being run by orch on {record['host']} (pid {record['pid']});"
+            f" stop that sweep first, or wait {GRACE_S:.0f}s after it dies"
+        )
+
+
 def open_study(spec: Spec, storage: BaseStorage, *, resume: bool, storage_url: str) -> optuna.Study:
-    """Create the spec's study, or load it when resuming; refuse a silent clash of names."""
+    """Create the spec's study, or load it when resuming (after :func:`check_study`)."""
+    check_study(spec, storage, resume=resume, storage_url=storage_url)
     directions = [o.direction for o in spec.objectives]
-    if study_exists(storage, spec.name):
-        if not resume:
-            raise StudyError(
-                f"study {spec.name!r} already exists in {storage_url}; add --resume to continue "
-                "it, or change `name` in the spec"
-            )
-        existing = optuna.load_study(study_name=spec.name, storage=storage)
-        had = [d.name.lower() for d in existing.directions]
-        if had != directions:
-            raise StudyError(
-                f"study {spec.name!r} optimises {had} but the spec asks {directions}; "
-                "use another `name` for a different objective"
-            )
     study = optuna.create_study(
         storage=storage,
         study_name=spec.name,

@@ -21,8 +21,9 @@ from orchestrator.jobref import load_job, project_root
 from orchestrator.outcome import Outcome
 from orchestrator.overrides import apply_overrides
 from orchestrator.results import study_summary
+from orchestrator.samplers import grid_size
 from orchestrator.spec import Spec, load_spec
-from orchestrator.study import Owner, open_storage
+from orchestrator.study import Owner, check_study, open_storage
 from orchestrator.workspace import Locations, resolve_locations
 
 __all__ = ["SweepInterrupted", "SweepResult", "prepare", "sweep"]
@@ -123,6 +124,7 @@ def sweep(
     spec, project = prepare(spec, overrides=overrides, trials=trials, parallel=parallel)
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     where.prepare()
+    check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     spec_yaml = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     stop = threading.Event()
     with ray_session(address=address, project=project, log_to_driver=log_to_driver) as env:
@@ -138,7 +140,7 @@ def sweep(
         loop = TrialLoop(
             spec=spec,
             hub=hub,
-            target=spec.trials,
+            target=min(spec.trials, grid_size(spec) or spec.trials),
             search_path=[str(project)],
             tracking_uri=where.tracking_uri,
             runtime_env=env,

@@ -1,0 +1,65 @@
+"""Jobs that exercise the orchestrator's contract: failures, pruning, reports, artifacts."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from typing import Any
+
+from orchestrator import Trial, TrialDiverged
+
+
+def steps(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Report ``n_steps`` values of loss = x + 1/(step+1); return the last."""
+    x = float(params["x"])
+    loss = x
+    for step in range(int(params.get("n_steps", 5))):
+        loss = x + 1.0 / (step + 1)
+        trial.report(step, loss=loss, step_sq=float(step * step))
+        time.sleep(float(params.get("sleep", 0.0)))
+    return {"loss": loss, "x": x}
+
+
+def by_mode(params: dict[str, Any], trial: Trial) -> dict[str, Any]:
+    """Behave as ``params['mode']`` says: ok, raise, nan, missing, not_dict, diverge, artifact."""
+    mode = params["mode"]
+    trial.report(0, loss=1.0)
+    if mode == "raise":
+        raise RuntimeError("boom from the job")
+    if mode == "nan":
+        return {"loss": math.nan}
+    if mode == "missing":
+        return {"other": 1.0}
+    if mode == "not_dict":
+        return [1.0]  # type: ignore[return-value]
+    if mode == "diverge":
+        raise TrialDiverged("residual exploded to inf")
+    if mode == "artifact":
+        path = trial.workdir / "notes.txt"
+        path.write_text("hello from the trial")
+        trial.log_artifact(path)
+        print("printed by the job")
+    return {"loss": float(params.get("x", 0.5))}
+
+
+def sleepy(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Report once, then sleep ``seconds`` (for timeouts and Ctrl-C)."""
+    trial.report(0, loss=1.0)
+    time.sleep(float(params.get("seconds", 60)))
+    return {"loss": float(params.get("x", 0.0))}
+
+
+def crash_first_attempt(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """SIGKILL its own worker process on attempt 0: a real worker death, then succeed."""
+    trial.report(0, loss=1.0)
+    if trial.attempt == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"loss": float(params["x"]), "attempt": float(trial.attempt)}
+
+
+def two_objectives(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """A trade-off: error falls and cost rises with x."""
+    x = float(params["x"])
+    return {"error": (1.0 - x) ** 2, "cost": x * x}

@@ -1,0 +1,244 @@
+"""End-to-end sweeps on a real local Ray, a real Optuna sqlite storage and a real MLflow store."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from optuna.trial import TrialState
+
+from orchestrator import StudyError
+from orchestrator.sweep import sweep
+from tests.helpers import client, load, runs
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def test_quadratic_sweep_tracks_every_trial(tmp_path):
+    result = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=6)
+    study = load(tmp_path, "quadratic")
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(study.trials) == 6 and len(finished) == 6
+    assert result.counts["COMPLETE"] + result.counts["PRUNED"] == 6
+    best = result.best_trials[0]
+    assert best["number"] == study.best_trial.number
+    assert best["values"] == {"loss": study.best_value}
+
+    parent, children = runs(tmp_path, "quadratic")
+    assert parent.info.run_id == result.parent_run_id
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["orch.best_trial"] == str(study.best_trial.number)
+    spec_text = client(tmp_path).download_artifacts(parent.info.run_id, "spec.yaml", str(tmp_path))
+    assert "jobs.quadratic:run" in open(spec_text).read()
+    assert len(children) == 6
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    for trial in study.trials:
+        run = by_number[trial.number]
+        assert run.info.run_id == trial.user_attrs["mlflow_run_id"]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.state"] == trial.state.name
+        assert run.info.status == "FINISHED"
+        assert run.data.params["epochs"] == "5"  # fixed params are logged too
+        assert float(run.data.params["x"]) == pytest.approx(trial.params["x"])
+        assert run.data.tags["orch.node_id"] and run.data.tags["orch.node_ip"]
+        history = client(tmp_path).get_metric_history(run.info.run_id, "loss")
+        reported = {s for s, _ in trial.intermediate_values.items()}
+        assert {m.step for m in history} >= reported
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: modes
+        job: tests.jobs_for_tests:by_mode
+        objective: {metric: loss}
+        trials: 8
+        parallel: 4
+        sampler: {type: grid}
+        space:
+          mode: {type: categorical, choices: [ok, raise, nan, missing, not_dict, diverge, artifact]}
+        """
+    )
+    result = sweep(spec, workspace=tmp_path)
+    study = load(tmp_path, "modes")
+    assert len(study.trials) == 7  # the grid holds 7 points: the sweep stops there
+    by_mode = {t.params["mode"]: t for t in study.trials}
+    assert by_mode["ok"].state == TrialState.COMPLETE
+    assert by_mode["artifact"].state == TrialState.COMPLETE
+    reasons = {
+        "raise": "RuntimeError: boom from the job",
+        "nan": "objective metric 'loss' is nan",
+        "missing": "objective metric 'loss' missing from the result (got other)",
+        "not_dict": "job returned list, expected a dict",
+    }
+    for mode, reason in reasons.items():
+        assert by_mode[mode].state == TrialState.FAIL, mode
+        assert by_mode[mode].user_attrs["fail_reason"] == reason
+    diverged = by_mode["diverge"]
+    assert diverged.state == TrialState.PRUNED and diverged.user_attrs["diverged"] is True
+    assert diverged.value == 1.0 and diverged.intermediate_values == {0: 1.0}  # last report
+    assert result.counts == {**result.counts, "COMPLETE": 2, "FAIL": 4, "PRUNED": 1}
+
+    _, children = runs(tmp_path, "modes")
+    by_run = {r.info.run_id: r for r in children}
+    for mode, reason in reasons.items():
+        run = by_run[by_mode[mode].user_attrs["mlflow_run_id"]]
+        assert run.info.status == "FAILED"
+        assert run.data.tags["orch.fail_reason"] == reason
+    raised = by_mode["raise"].user_attrs["mlflow_run_id"]
+    artifacts = [a.path for a in client(tmp_path).list_artifacts(raised)]
+    assert "traceback.txt" in artifacts
+    diverged_run = by_run[diverged.user_attrs["mlflow_run_id"]]
+    assert diverged_run.data.tags["orch.diverged"] == "true"
+    assert "residual exploded" in diverged_run.data.tags["orch.fail_reason"]
+    logged = by_mode["artifact"].user_attrs["mlflow_run_id"]
+    folder = client(tmp_path).download_artifacts(logged, "", str(tmp_path / "dl"))
+    assert open(f"{folder}/notes.txt").read() == "hello from the trial"
+    assert "printed by the job" in open(f"{folder}/output.log").read()
+    assert all(r.info.status != "RUNNING" for r in children)
+
+
+def test_pruner_stops_bad_trials_across_processes(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: pruning
+        job: tests.jobs_for_tests:steps
+        objective: {metric: loss}
+        trials: 10
+        parallel: 1
+        sampler: {type: grid}
+        pruner: {type: median, warmup_steps: 1, startup_trials: 3}
+        space:
+          x: {type: float, low: 0.0, high: 9.0, step: 1.0}
+        fixed: {n_steps: 6}
+        """
+    )
+    sweep(spec, workspace=tmp_path, overrides=["sampler.seed=3"])
+    study = load(tmp_path, "pruning")
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.PRUNED) >= 3, states
+    for trial in study.get_trials(states=(TrialState.PRUNED,)):
+        assert max(trial.intermediate_values) < 5  # stopped before its last step
+        assert trial.value == trial.intermediate_values[max(trial.intermediate_values)]
+    _, children = runs(tmp_path, "pruning")
+    pruned = [r for r in children if r.data.tags["optuna.state"] == "PRUNED"]
+    assert pruned and all(r.info.status == "FINISHED" for r in pruned)
+
+
+def test_concurrent_trials_lose_no_metric(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: concurrent
+        job: tests.jobs_for_tests:steps
+        objective: {metric: loss}
+        trials: 4
+        parallel: 4
+        sampler: {type: random, seed: 0}
+        space:
+          x: {type: float, low: 0.0, high: 1.0}
+        fixed: {n_steps: 50}
+        """
+    )
+    sweep(spec, workspace=tmp_path)
+    study = load(tmp_path, "concurrent")
+    _, children = runs(tmp_path, "concurrent")
+    assert len(children) == 4
+    for trial in study.trials:
+        assert sorted(trial.intermediate_values) == list(range(50))
+        run_id = trial.user_attrs["mlflow_run_id"]
+        for metric in ("loss", "step_sq"):
+            history = client(tmp_path).get_metric_history(run_id, metric)
+            steps = sorted(m.step for m in history)
+            assert set(range(50)) <= set(steps), (metric, len(steps))
+        loss = {m.step: m.value for m in client(tmp_path).get_metric_history(run_id, "loss")}
+        for step, value in trial.intermediate_values.items():
+            assert loss[step] == pytest.approx(value)
+
+
+def test_existing_study_needs_resume_and_resume_tops_up(tmp_path):
+    first = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=3)
+    with pytest.raises(StudyError, match="already exists .* add --resume"):
+        sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=5)
+    second = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=5, resume=True)
+    study = load(tmp_path, "quadratic")
+    assert len(study.trials) == 5  # topped up from 3 to 5, not 3 + 5
+    assert second.parent_run_id == first.parent_run_id
+    parent, children = runs(tmp_path, "quadratic")
+    assert len(children) == 5 and parent.info.status == "FINISHED"
+
+
+def test_multi_objective_reports_the_pareto_front(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: pareto
+        job: tests.jobs_for_tests:two_objectives
+        objective:
+          - {metric: error, direction: minimize}
+          - {metric: cost, direction: minimize}
+        trials: 8
+        sampler: {type: random, seed: 1}
+        space:
+          x: {type: float, low: 0.0, high: 1.0}
+        """
+    )
+    result = sweep(spec, workspace=tmp_path)
+    study = load(tmp_path, "pareto")
+    front = {t.number for t in study.best_trials}
+    assert {t["number"] for t in result.best_trials} == front
+    assert all(set(t["values"]) == {"error", "cost"} for t in result.best_trials)
+    assert all(t["mlflow_run_id"] for t in result.best_trials)
+
+
+def test_trial_timeout_fails_the_trial_and_closes_its_run(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: slow
+        job: tests.jobs_for_tests:sleepy
+        objective: {metric: loss}
+        trials: 2
+        parallel: 2
+        trial_timeout_s: 2
+        sampler: {type: random, seed: 0}
+        space:
+          x: {type: float, low: 0.0, high: 1.0}
+        fixed: {seconds: 60}
+        """
+    )
+    sweep(spec, workspace=tmp_path)
+    study = load(tmp_path, "slow")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    assert all(t.user_attrs["fail_reason"] == "timed out after 2s" for t in study.trials)
+    _, children = runs(tmp_path, "slow")
+    assert all(r.info.status == "FAILED" for r in children)
+
+
+def test_worker_killed_mid_trial_is_retried_with_the_same_params(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: crashy
+        job: tests.jobs_for_tests:crash_first_attempt
+        objective: {metric: loss}
+        trials: 2
+        parallel: 2
+        sampler: {type: random, seed: 0}
+        space:
+          x: {type: float, low: 0.0, high: 1.0}
+        """
+    )
+    result = sweep(spec, workspace=tmp_path)
+    assert result.counts["COMPLETE"] == 2
+    study = load(tmp_path, "crashy")
+    _, children = runs(tmp_path, "crashy")
+    assert len(children) == 4  # one lost attempt and one good attempt per trial
+    for trial in study.trials:
+        assert trial.user_attrs["orch.attempts"] == 2
+        attempts = [
+            r for r in children if r.data.tags["optuna.trial_number"] == str(trial.number)
+        ]
+        lost = [r for r in attempts if r.data.tags["orch.attempt"] == "0"][0]
+        good = [r for r in attempts if r.data.tags["orch.attempt"] == "1"][0]
+        assert lost.info.status == "FAILED"
+        assert "WorkerCrashedError" in lost.data.tags["orch.fail_reason"]
+        assert good.info.status == "FINISHED" and good.data.metrics["attempt"] == 1.0
+        assert lost.data.params == good.data.params
+        assert math.isclose(float(good.data.params["x"]), trial.params["x"])
