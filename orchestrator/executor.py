@@ -88,6 +88,7 @@ def start_actors(
     artifact_location: str | None,
     owner: Any,
     resume: bool,
+    parent_tags: Mapping[str, str],
 ) -> tuple[Any, Any]:
     """Start the tracker and study hub actors on this driver's node; return their handles."""
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -109,6 +110,7 @@ def start_actors(
             tracker=RemoteTracker(tracker),
             owner=owner,
             resume=resume,
+            parent_tags=parent_tags,
         )
     )
     ray.get(hub.ping.remote())  # surfaces a StudyError from the hub's constructor

@@ -110,6 +110,7 @@ class StudyHub:
         tracker: TrackerPort,
         owner: Owner,
         resume: bool,
+        parent_tags: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = spec
         self.owner = owner
@@ -125,7 +126,13 @@ class StudyHub:
         self.parent_run_id = tracker.start_parent(
             name=spec.name,
             spec_yaml=spec_yaml,
-            tags={"orch.study": spec.name, "orch.job": spec.job, **spec.tags},
+            tags={
+                "orch.study": spec.name,
+                "orch.job": spec.job,
+                **(parent_tags or {}),
+                **({"mlflow.note.content": spec.description} if spec.description else {}),
+                **spec.tags,
+            },
             resume_run_id=self.study.user_attrs.get(PARENT_RUN_ATTR),
         )
         self.study.set_user_attr(PARENT_RUN_ATTR, self.parent_run_id)

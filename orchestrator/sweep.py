@@ -20,6 +20,7 @@ from orchestrator.hub import Ticket
 from orchestrator.jobref import load_job, project_root
 from orchestrator.outcome import Outcome
 from orchestrator.overrides import apply_overrides
+from orchestrator.provenance import collect
 from orchestrator.results import study_summary
 from orchestrator.samplers import grid_size
 from orchestrator.spec import Spec, load_spec
@@ -127,8 +128,9 @@ def sweep(
     check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     spec_yaml = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     stop = threading.Event()
+    found = collect(project)
     with ray_session(address=address, project=project, log_to_driver=log_to_driver) as env:
-        hub, _tracker = start_actors(
+        hub, tracker = start_actors(
             spec=spec,
             spec_yaml=spec_yaml,
             storage_url=where.storage,
@@ -136,7 +138,10 @@ def sweep(
             artifact_location=where.artifact_location,
             owner=Owner.current(),
             resume=resume,
+            parent_tags={**found.tags, "orch.overrides": " ".join(overrides)},
         )
+        for name, data in found.files.items():
+            tracker.log_parent_artifact.remote(name, data)
         loop = TrialLoop(
             spec=spec,
             hub=hub,

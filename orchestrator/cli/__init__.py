@@ -1,0 +1,30 @@
+"""The ``orch`` command line: a thin Typer layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from orchestrator.cli import results, sweep  # noqa: F401  (registers their commands)
+from orchestrator.cli._common import app
+from orchestrator.errors import ClusterError, OrchError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console entry point: one line on stderr and exit 2 for bad input, 1 for cluster trouble."""
+    try:
+        app(standalone_mode=False)
+    except OrchError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1 if isinstance(exc, ClusterError) else 2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,67 @@
+"""What every command module shares: the Typer app, consoles and common options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="orch",
+    help="Hyperparameter sweeps of deep equilibrium models: Optuna studies on Ray, in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+SpecArg = Annotated[Path, typer.Argument(help="The sweep spec (YAML).", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec field: --set fixed.epochs=1 (repeatable)."),
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(help="Optuna storage URL (env ORCH_STORAGE; default sqlite in the workspace)."),
+]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite in the workspace)."
+    ),
+]
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder for the default stores (env ORCH_WORKSPACE; default ./.orch)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """Write ``data`` as one JSON object on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def short(value: Any) -> str:
+    """A compact rendering of a param or metric value."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_best(trials: list[dict[str, Any]]) -> None:
+    """A table of trials with their values, params and MLflow run ids."""
+    if not trials:
+        out.print("no completed trial yet")
+        return
+    table = Table(title="best trial" if len(trials) == 1 else "best trials")
+    for column in ("trial", "values", "params", "mlflow run"):
+        table.add_column(column)
+    for t in trials:
+        values = ", ".join(f"{k}={short(v)}" for k, v in t["values"].items())
+        params = ", ".join(f"{k}={short(v)}" for k, v in t["params"].items())
+        table.add_row(str(t["number"]), values, params, t["mlflow_run_id"] or "")
+    out.print(table)

@@ -1,0 +1,107 @@
+"""``orch sweep``, ``orch validate`` and ``orch schema``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.cli._common import (
+    JsonOpt,
+    SetOpt,
+    SpecArg,
+    StorageOpt,
+    TrackingOpt,
+    WorkspaceOpt,
+    app,
+    err,
+    out,
+    print_best,
+    print_json,
+)
+from orchestrator.spec import spec_schema
+from orchestrator.sweep import SweepInterrupted, SweepResult, prepare, sweep
+
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster: ray://HOST:10001, auto or HOST:PORT (env RAY_ADDRESS)."),
+]
+
+
+@app.command("sweep")
+def sweep_command(
+    spec: SpecArg,
+    trials: Annotated[
+        int | None, typer.Option(help="Finished trials the study should hold.")
+    ] = None,
+    parallel: Annotated[int | None, typer.Option(help="Trials at once.")] = None,
+    set_: SetOpt = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    address: AddressOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
+    workspace: WorkspaceOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
+    from orchestrator.progress import SweepProgress
+
+    checked, _ = prepare(spec, overrides=set_ or [], trials=trials, parallel=parallel)
+    kwargs: dict[str, Any] = dict(
+        overrides=set_ or [],
+        trials=trials,
+        parallel=parallel,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        address=address,
+        resume=resume,
+        workspace=workspace,
+    )
+    try:
+        if json_:
+            result = sweep(spec, log_to_driver=False, **kwargs)
+        else:
+            with SweepProgress(checked, console=err) as progress:
+                result = sweep(spec, listener=progress, **kwargs)
+    except SweepInterrupted as exc:
+        _print_result(exc.result, json_=json_)
+        err.print(str(exc), style="yellow", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+    _print_result(result, json_=json_)
+
+
+@app.command("validate")
+def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Check a spec and import its job; exit 2 with one line naming the problem."""
+    checked, _ = prepare(spec, overrides=set_ or [])
+    err.print(
+        f"{spec}: valid ({checked.name}: {len(checked.space)} parameters, job {checked.job})",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON schema of spec files (for editor completion)."""
+    sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
+
+
+def _print_result(result: SweepResult, *, json_: bool) -> None:
+    if json_:
+        print_json(result.to_dict())
+        return
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in result.counts.items() if v)
+    out.print(f"[bold]{result.study}[/]: {counts}")
+    print_best(result.best_trials)
+    for problem in result.errors:
+        err.print(f"tracking problem: {problem}", style="red", markup=False)
+    out.print(
+        f"runs: mlflow ui --backend-store-uri {result.tracking_uri} "
+        f"(parent run {result.parent_run_id})",
+        soft_wrap=True,
+        markup=False,
+    )

@@ -1,0 +1,69 @@
+"""What code and environment a sweep ran: git commit, uncommitted diff, installed packages."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["Provenance", "collect"]
+
+
+@dataclass
+class Provenance:
+    """Tags for the parent run and files to store beside them."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def collect(project: Path) -> Provenance:
+    """Record the project's git state and this interpreter's packages (no environment values)."""
+    found = Provenance()
+    found.tags["orch.python"] = platform.python_version()
+    found.tags["orch.version"] = _version("orch")
+    for package in ("ray", "optuna", "mlflow", "torch"):
+        found.tags[f"orch.{package}_version"] = _version(package)
+    found.tags["orch.project"] = str(project)
+    commit = _git(project, "rev-parse", "HEAD")
+    if commit:
+        found.tags["mlflow.source.git.commit"] = commit
+        found.tags["orch.git_commit"] = commit
+        status = _git(project, "status", "--porcelain") or ""
+        found.tags["orch.git_dirty"] = "true" if status.strip() else "false"
+        if status.strip():
+            diff = _git(project, "diff", "HEAD", "--binary") or ""
+            found.files["code/git.diff"] = diff.encode()
+            found.files["code/git-status.txt"] = status.encode()
+    found.files["env/pip-freeze.txt"] = _freeze().encode()
+    found.files["env/python.txt"] = f"{sys.version}\n{sys.executable}\n".encode()
+    return found
+
+
+def _git(project: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(project), *args], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _freeze() -> str:
+    lines = {
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+    }
+    return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "none"
