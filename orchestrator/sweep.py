@@ -13,21 +13,22 @@ from typing import Any
 
 import ray
 import yaml
+from ray.exceptions import RayActorError
 
 from orchestrator.errors import OrchError
 from orchestrator.executor import Listener, TrialLoop, ray_session, start_actors
 from orchestrator.hub import Ticket
-from orchestrator.jobref import load_job, project_root
 from orchestrator.outcome import Outcome
-from orchestrator.overrides import apply_overrides
 from orchestrator.provenance import collect
+from orchestrator.recovery import close_abandoned
 from orchestrator.results import study_summary
 from orchestrator.samplers import grid_size
-from orchestrator.spec import Spec, load_spec
+from orchestrator.spec import Spec
 from orchestrator.study import Owner, check_study, open_storage
+from orchestrator.validate import prepare
 from orchestrator.workspace import Locations, resolve_locations
 
-__all__ = ["SweepInterrupted", "SweepResult", "prepare", "sweep"]
+__all__ = ["SweepInterrupted", "SweepResult", "sweep"]
 
 
 class SweepInterrupted(OrchError):
@@ -81,28 +82,6 @@ class _Quiet:
     def waiting(self, message: str) -> None: ...
 
 
-def prepare(
-    spec: Spec | str | Path,
-    *,
-    overrides: Sequence[str] = (),
-    trials: int | None = None,
-    parallel: int | None = None,
-) -> tuple[Spec, Path]:
-    """Load and validate a spec (with overrides) and import its job; return it and its project."""
-    extra = [f"trials={trials}"] * (trials is not None) + [f"parallel={parallel}"] * (
-        parallel is not None
-    )
-    if isinstance(spec, Spec):
-        project = Path.cwd()
-        data, _ = apply_overrides(spec.model_dump(mode="json"), [*overrides, *extra])
-        spec = Spec.model_validate(data)
-    else:
-        project = project_root(spec)
-        spec = load_spec(spec, overrides=[*overrides, *extra])
-    load_job(spec.job, search_path=[str(project)])
-    return spec, project
-
-
 def sweep(
     spec: Spec | str | Path,
     *,
@@ -128,6 +107,7 @@ def sweep(
     check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     spec_yaml = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     stop = threading.Event()
+    owner = Owner.current()
     found = collect(project)
     with ray_session(address=address, project=project, log_to_driver=log_to_driver) as env:
         hub, tracker = start_actors(
@@ -136,7 +116,7 @@ def sweep(
             storage_url=where.storage,
             tracking_uri=where.tracking_uri,
             artifact_location=where.artifact_location,
-            owner=Owner.current(),
+            owner=owner,
             resume=resume,
             parent_tags={**found.tags, "orch.overrides": " ".join(overrides)},
         )
@@ -160,7 +140,19 @@ def sweep(
                 ray.get(hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)"))
             status = "KILLED" if outcome.interrupted else "FINISHED"
         finally:
-            errors = ray.get(hub.close.remote(status))
+            try:
+                errors = ray.get(hub.close.remote(status))
+            except RayActorError as exc:
+                reason = f"the study hub was lost ({type(exc).__name__})"
+                close_abandoned(
+                    storage_url=where.storage,
+                    tracking_uri=where.tracking_uri,
+                    study_name=spec.name,
+                    owner=owner,
+                    status="FAILED",
+                    reason=reason,
+                )
+                errors = [f"{reason}; its running trials were re-queued and their runs closed"]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
     if result.interrupted:
         raise SweepInterrupted(

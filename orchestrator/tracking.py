@@ -21,7 +21,13 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
-__all__ = ["RUN_STATUS", "Tracker", "close_open_runs", "ensure_experiment"]
+__all__ = [
+    "RUN_STATUS",
+    "Tracker",
+    "close_open_runs",
+    "ensure_experiment",
+    "open_children",
+]
 
 logger = logging.getLogger(__name__)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -122,13 +128,9 @@ class Tracker:
     @_recorded
     def close_open_children(self, reason: str) -> None:
         """Close as KILLED every child run of the parent still RUNNING (left by a dead driver)."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
-            "and attributes.status = 'RUNNING'",
-            max_results=50000,
-        )
-        close_open_runs(self.client, (run.info.run_id for run in runs), reason=reason)
+        if self.parent_run_id is not None:
+            children = open_children(self.client, self.experiment_id, self.parent_run_id)
+            close_open_runs(self.client, children, reason=reason)
 
     @_recorded
     def log_parent_artifact(self, name: str, data: bytes) -> None:
@@ -270,6 +272,17 @@ class Tracker:
             local.write_bytes(data)
             folder = str(path.parent) if str(path.parent) != "." else None
             self.client.log_artifact(run_id, str(local), artifact_path=folder)
+
+
+def open_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[str]:
+    """Ids of the child runs of ``parent_run_id`` still RUNNING."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
+        "and attributes.status = 'RUNNING'",
+        max_results=50000,
+    )
+    return [run.info.run_id for run in runs]
 
 
 def close_open_runs(

@@ -232,9 +232,7 @@ def test_worker_killed_mid_trial_is_retried_with_the_same_params(tmp_path, write
     assert len(children) == 4  # one lost attempt and one good attempt per trial
     for trial in study.trials:
         assert trial.user_attrs["orch.attempts"] == 2
-        attempts = [
-            r for r in children if r.data.tags["optuna.trial_number"] == str(trial.number)
-        ]
+        attempts = [r for r in children if r.data.tags["optuna.trial_number"] == str(trial.number)]
         lost = [r for r in attempts if r.data.tags["orch.attempt"] == "0"][0]
         good = [r for r in attempts if r.data.tags["orch.attempt"] == "1"][0]
         assert lost.info.status == "FAILED"

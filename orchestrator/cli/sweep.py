@@ -22,7 +22,7 @@ from orchestrator.cli._common import (
     print_json,
 )
 from orchestrator.spec import spec_schema
-from orchestrator.sweep import SweepInterrupted, SweepResult, prepare, sweep
+from orchestrator.validate import prepare
 
 AddressOpt = Annotated[
     str | None,
@@ -47,6 +47,7 @@ def sweep_command(
 ) -> None:
     """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
     from orchestrator.progress import SweepProgress
+    from orchestrator.sweep import SweepInterrupted, sweep
 
     checked, _ = prepare(spec, overrides=set_ or [], trials=trials, parallel=parallel)
     kwargs: dict[str, Any] = dict(
@@ -90,7 +91,7 @@ def schema_command() -> None:
     sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
 
 
-def _print_result(result: SweepResult, *, json_: bool) -> None:
+def _print_result(result: Any, *, json_: bool) -> None:
     if json_:
         print_json(result.to_dict())
         return
