@@ -22,7 +22,7 @@ _TINY = float(np.finfo(np.float64).tiny)
 
 
 class Diverged(RuntimeError):
-    """The loss or gradient became non-finite."""
+    """The loss or its gradient became non-finite."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,9 @@ def _train(
     first_aligned: int | None = None
     for step in range(cfg.steps + 1):
         fwd = model.forward()
+        loss = float(fwd.loss.detach())
+        if not math.isfinite(loss):
+            raise Diverged(f"non-finite loss {loss} at step {step}")
         W = model.W().detach().cpu().numpy()
         out.alignment.append(cosine(W, refs.target))
         out.alignment_l2.append(cosine(W, refs.l2))
@@ -131,13 +134,12 @@ def _gradients(fwd: Forward, params: list[torch.Tensor], step: int) -> list[torc
     """Gradients of the loss; None once the loss gap leaves the normal float64 range (the
     attention is one-hot to machine precision and the direction can no longer change).
 
-    Raises :class:`Diverged` on a non-finite loss or gradient.
+    Raises :class:`Diverged` on a non-finite gradient.
     """
     grads = list(torch.autograd.grad(fwd.loss, params))
     norm = global_norm(grads)
-    loss = float(fwd.loss.detach())
-    if not (math.isfinite(loss) and math.isfinite(norm)):
-        raise Diverged(f"non-finite loss {loss} or gradient norm {norm} at step {step}")
+    if not math.isfinite(norm):
+        raise Diverged(f"non-finite gradient norm {norm} at step {step}")
     return grads if norm > 0 and float(fwd.gap) >= _TINY else None
 
 

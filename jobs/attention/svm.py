@@ -23,7 +23,7 @@ def solve_att_svm(data: TokenSelectionData, norm: float | str = 2.0) -> np.ndarr
     if norm == NUCLEAR:
         objective = cp.normNuc(cp.reshape(w, (d, d), order="C"))
     elif isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm > 1:
-        objective = cp.pnorm(w, float(norm)) if norm != 2 else cp.norm2(w)
+        objective = cp.pnorm(w, float(norm), approx=False)  # exact power cones, any real p
     else:
         raise ValueError(f"Att-SVM norm must be a p > 1 or {NUCLEAR!r}, got {norm!r}")
     problem = cp.Problem(cp.Minimize(objective), [A @ w >= 1])
