@@ -3,7 +3,7 @@
 The paper-style separable setting: a unit head ``v`` scores token ``t`` of sequence ``i`` by
 ``gamma_it = y_i * v @ x_it``. The optimal token carries ``score`` along ``v`` (signed by the
 label), every other token carries none, so all non-optimal tokens tie (the equal-score condition
-under which gradient descent converges globally in direction to the attention SVM). The
+of the papers' global directional-convergence results for the attention SVM). The
 remaining coordinates are isotropic Gaussian noise orthogonal to ``v``. Each sequence has its own
 query token ``z_i`` (the cross-attention form ``softmax(X_i W z_i)``).
 """

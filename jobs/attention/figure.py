@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             outcomes[label], _ = simulate(cfg)
             rows.append((label, seed, outcomes[label].final))
         if seed == args.seeds[0]:
-            plot(outcomes, cfg.threshold, args.out)
+            plot(outcomes, Config().threshold, args.out)
     print(table(rows))
     print(f"\nwrote {args.out}")
 
