@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -29,7 +30,7 @@ def test_quadratic_sweep_tracks_every_trial(tmp_path):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["orch.best_trial"] == str(study.best_trial.number)
     spec_text = client(tmp_path).download_artifacts(parent.info.run_id, "spec.yaml", str(tmp_path))
-    assert "jobs.quadratic:run" in open(spec_text).read()
+    assert "jobs.quadratic:run" in Path(spec_text).read_text()
     assert len(children) == 6
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
     for trial in study.trials:
@@ -93,8 +94,8 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, write_spec)
     assert "residual exploded" in diverged_run.data.tags["orch.fail_reason"]
     logged = by_mode["artifact"].user_attrs["mlflow_run_id"]
     folder = client(tmp_path).download_artifacts(logged, "", str(tmp_path / "dl"))
-    assert open(f"{folder}/notes.txt").read() == "hello from the trial"
-    assert "printed by the job" in open(f"{folder}/output.log").read()
+    assert Path(folder, "notes.txt").read_text() == "hello from the trial"
+    assert "printed by the job" in Path(folder, "output.log").read_text()
     assert all(r.info.status != "RUNNING" for r in children)
 
 
@@ -157,7 +158,7 @@ def test_concurrent_trials_lose_no_metric(tmp_path, write_spec):
 
 def test_existing_study_needs_resume_and_resume_tops_up(tmp_path):
     first = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=3)
-    with pytest.raises(StudyError, match="already exists .* add --resume"):
+    with pytest.raises(StudyError, match=r"already exists .* add --resume"):
         sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=5)
     second = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=5, resume=True)
     study = load(tmp_path, "quadratic")
@@ -233,8 +234,8 @@ def test_worker_killed_mid_trial_is_retried_with_the_same_params(tmp_path, write
     for trial in study.trials:
         assert trial.user_attrs["orch.attempts"] == 2
         attempts = [r for r in children if r.data.tags["optuna.trial_number"] == str(trial.number)]
-        lost = [r for r in attempts if r.data.tags["orch.attempt"] == "0"][0]
-        good = [r for r in attempts if r.data.tags["orch.attempt"] == "1"][0]
+        lost = next(r for r in attempts if r.data.tags["orch.attempt"] == "0")
+        good = next(r for r in attempts if r.data.tags["orch.attempt"] == "1")
         assert lost.info.status == "FAILED"
         assert "WorkerCrashedError" in lost.data.tags["orch.fail_reason"]
         assert good.info.status == "FINISHED" and good.data.metrics["attempt"] == 1.0
