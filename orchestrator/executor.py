@@ -43,19 +43,22 @@ _PING_S = 5.0
 @contextlib.contextmanager
 def ray_session(
     *, address: str | None, project: Path, log_to_driver: bool = True
-) -> Iterator[dict[str, Any] | None]:
-    """Connect to (or start) Ray; yield the runtime env trials need, or None if none is needed.
+) -> Iterator[None]:
+    """Start a local Ray, or connect to a cluster and ship the project folder to its workers.
 
     A Ray already initialised in this process is used as is and left running.
     """
     if ray.is_initialized():
-        yield None
+        yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        _use_token_if_available()
     try:
         ray.init(
             address=address,
             include_dashboard=False if address is None else None,
+            runtime_env=_shipped_project(project) if address is not None else None,
             log_to_driver=log_to_driver,
             logging_level="WARNING",
             configure_logging=True,
@@ -64,14 +67,24 @@ def ray_session(
         where = address or "a local Ray"
         raise ClusterError(f"cannot start or reach {where}: {exc}".splitlines()[0]) from None
     try:
-        yield _runtime_env(project) if address is not None else None
+        yield
     finally:
         ray.shutdown()
 
 
-def _runtime_env(project: Path) -> dict[str, Any] | None:
-    """Ship the project folder to a cluster's workers, unless the Ray job already did."""
-    if ray.get_runtime_context().runtime_env.get("working_dir"):
+def _use_token_if_available() -> None:
+    """Send Ray's auth token to the cluster when one exists (RAY_AUTH_TOKEN, its path, or
+    ~/.ray/auth_token): Ray's client only sends it in token mode, which it reads at import."""
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _shipped_project(project: Path) -> dict[str, Any] | None:
+    """The project folder as the workers' working dir, unless a submitted Ray job ships it."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         return None
     return {
         "working_dir": str(project),
@@ -194,7 +207,6 @@ class TrialLoop:
         target: int,
         search_path: list[str],
         tracking_uri: str,
-        runtime_env: dict[str, Any] | None,
         listener: Listener,
         stop: threading.Event,
     ) -> None:
@@ -206,7 +218,7 @@ class TrialLoop:
         self._running: dict[Any, _Running] = {}
         self._finish_refs: list[Any] = []
         self._task = ray.remote(run_attempt).options(
-            max_retries=0, runtime_env=runtime_env, **_task_resources(spec.resources)
+            max_retries=0, **_task_resources(spec.resources)
         )
         self._args = (
             spec.job,

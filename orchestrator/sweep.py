@@ -109,7 +109,7 @@ def sweep(
     stop = threading.Event()
     owner = Owner.current()
     found = collect(project)
-    with ray_session(address=address, project=project, log_to_driver=log_to_driver) as env:
+    with ray_session(address=address, project=project, log_to_driver=log_to_driver):
         hub, tracker = start_actors(
             spec=spec,
             spec_yaml=spec_yaml,
@@ -128,7 +128,6 @@ def sweep(
             target=min(spec.trials, grid_size(spec) or spec.trials),
             search_path=[str(project)],
             tracking_uri=where.tracking_uri,
-            runtime_env=env,
             listener=listener or _Quiet(),
             stop=stop,
         )

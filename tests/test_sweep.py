@@ -163,6 +163,7 @@ def test_existing_study_needs_resume_and_resume_tops_up(tmp_path):
     second = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=5, resume=True)
     study = load(tmp_path, "quadratic")
     assert len(study.trials) == 5  # topped up from 3 to 5, not 3 + 5
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5  # no draw replayed
     assert second.parent_run_id == first.parent_run_id
     parent, children = runs(tmp_path, "quadratic")
     assert len(children) == 5 and parent.info.status == "FINISHED"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Annotated, Any
@@ -61,8 +62,9 @@ def sweep_command(
         workspace=workspace,
     )
     try:
-        if json_:
-            result = sweep(spec, log_to_driver=False, **kwargs)
+        if json_:  # stdout carries the JSON alone: whatever else is printed goes to stderr
+            with contextlib.redirect_stdout(sys.stderr):
+                result = sweep(spec, log_to_driver=False, **kwargs)
         else:
             with SweepProgress(checked, console=err) as progress:
                 result = sweep(spec, listener=progress, **kwargs)
