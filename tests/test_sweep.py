@@ -242,3 +242,45 @@ def test_worker_killed_mid_trial_is_retried_with_the_same_params(tmp_path, write
         assert good.info.status == "FINISHED" and good.data.metrics["attempt"] == 1.0
         assert lost.data.params == good.data.params
         assert math.isclose(float(good.data.params["x"]), trial.params["x"])
+
+
+@pytest.mark.slow
+def test_sixteen_trials_by_two_hundred_steps_keep_every_point(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: flood
+        job: tests.jobs_for_tests:steps
+        objective: {metric: loss}
+        trials: 16
+        parallel: 16
+        resources: {cpus: 0.5}
+        sampler: {type: random, seed: 0}
+        space:
+          x: {type: float, low: 0.0, high: 1.0}
+        fixed: {n_steps: 200}
+        """
+    )
+    sweep(spec, workspace=tmp_path)
+    study = load(tmp_path, "flood")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 16
+    points = 0
+    mlflow = client(tmp_path)
+    for trial in study.trials:
+        assert sorted(trial.intermediate_values) == list(range(200))
+        history = mlflow.get_metric_history(trial.user_attrs["mlflow_run_id"], "loss")
+        by_step = {m.step: m.value for m in history}
+        for step, value in trial.intermediate_values.items():
+            assert by_step[step] == pytest.approx(value)
+            points += 1
+    assert points == 3200
+
+
+def test_journal_file_storage_works_like_sqlite(tmp_path):
+    journal = tmp_path / "study.log"
+    result = sweep(
+        "search_spaces/quadratic.yaml", workspace=tmp_path, trials=3, storage=f"journal:{journal}"
+    )
+    assert journal.stat().st_size > 0
+    assert result.storage == f"journal:{journal}"
+    assert sum(result.counts[s] for s in ("COMPLETE", "PRUNED")) == 3
+    assert not (tmp_path / "optuna.db").exists()
