@@ -20,6 +20,7 @@ from orchestrator.errors import ClusterError
 from orchestrator.hub import StudyHub, Ticket
 from orchestrator.outcome import Outcome
 from orchestrator.spec import Resources, Spec
+from orchestrator.stopwatch import Stopwatch
 from orchestrator.tracking import Tracker
 from orchestrator.worker import run_attempt
 
@@ -215,6 +216,7 @@ class TrialLoop:
         self.target = target
         self.listener = listener
         self.stop = stop
+        self.stopwatch = Stopwatch()
         self._running: dict[Any, _Running] = {}
         self._finish_refs: list[Any] = []
         self._task = ray.remote(run_attempt).options(
@@ -239,8 +241,11 @@ class TrialLoop:
                 return LoopResult(interrupted=True, unfinished=self._cancel_all())
             wanted = min(self._slots(), self.target - finished - len(self._running))
             if wanted > 0:
-                for ticket in ray.get(self.hub.ask.remote(wanted)):
-                    self._launch(ticket)
+                with self.stopwatch.time("ask"):
+                    tickets = ray.get(self.hub.ask.remote(wanted))
+                with self.stopwatch.time("launch"):
+                    for ticket in tickets:
+                        self._launch(ticket)
             finished += self._collect()
             self._enforce_timeouts()
             self._keep_alive()
@@ -266,9 +271,16 @@ class TrialLoop:
         """Handle every attempt that ended; return how many trials finished."""
         if not self._running:
             return 0
-        ready, _ = ray.wait(list(self._running), num_returns=1, timeout=_POLL_S)
-        if ready:
-            ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        with self.stopwatch.time("wait"):
+            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=_POLL_S)
+            if ready:
+                ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        with self.stopwatch.time("collect"):
+            done = self._handle(ready)
+        self._check_finish_refs()
+        return done
+
+    def _handle(self, ready: list[Any]) -> int:
         done = 0
         for ref in ready:
             running = self._running.pop(ref)
@@ -278,7 +290,6 @@ class TrialLoop:
             self._finish_refs.append(self.hub.finish.remote(running.ticket, outcome, placement))
             self.listener.finished(running.ticket, outcome)
             done += 1
-        self._check_finish_refs()
         return done
 
     def _result(self, ref: Any, running: _Running) -> tuple[Outcome | None, dict[str, str]]:

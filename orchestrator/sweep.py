@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,8 @@ class SweepResult:
     directions: list[str]
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    #: Seconds and calls per activity of the driver loop, the study hub and the MLflow tracker.
+    timings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (what ``orch sweep --json`` prints)."""
@@ -69,6 +72,7 @@ class SweepResult:
             ],
             "interrupted": self.interrupted,
             "errors": self.errors,
+            "timings": self.timings,
         }
 
 
@@ -132,15 +136,21 @@ def sweep(
             stop=stop,
         )
         status = "FAILED"
+        timings: dict[str, Any] = {}
+        started = time.perf_counter()
         try:
             with _stop_on_sigint(stop):
                 outcome = loop.run()
             if outcome.interrupted:
                 ray.get(hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)"))
             status = "KILLED" if outcome.interrupted else "FINISHED"
+            timings = {"loop_s": round(time.perf_counter() - started, 3)}
+            timings["driver"] = loop.stopwatch.summary()
+            timings["hub"] = ray.get(hub.stats.remote())
         finally:
             try:
                 errors = ray.get(hub.close.remote(status))
+                timings["tracker"] = ray.get(tracker.stats.remote())
             except RayActorError as exc:
                 reason = f"the study hub was lost ({type(exc).__name__})"
                 close_abandoned(
@@ -153,6 +163,7 @@ def sweep(
                 )
                 errors = [f"{reason}; its running trials were re-queued and their runs closed"]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
+    result.timings = timings
     if result.interrupted:
         raise SweepInterrupted(
             f"sweep {spec.name!r} interrupted; continue it with the same command and --resume",

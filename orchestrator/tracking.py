@@ -21,6 +21,8 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+from orchestrator.stopwatch import Stopwatch, timed
+
 __all__ = [
     "RUN_STATUS",
     "Tracker",
@@ -80,6 +82,7 @@ class Tracker:
         artifact_location: str | None = None,
         flush_interval_s: float = 0.5,
     ) -> None:
+        self.stopwatch = Stopwatch()
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
@@ -150,7 +153,8 @@ class Tracker:
     ) -> str:
         """Open a child run for one trial attempt; return its run id."""
         run_tags = {"mlflow.parentRunId": self.parent_run_id or "", **tags}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
+        with self.stopwatch.time("create_run"):
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
         run_id = run.info.run_id
         self._runs[key] = run_id
         self._write(run_id, params=_params(params))
@@ -202,7 +206,8 @@ class Tracker:
         step = self._last_step.get(key, 0)
         final_tags = {"optuna.state": state, **tags}
         self._write(run_id, metrics=_metrics(metrics, step), tags=_tags(final_tags))
-        self.client.set_terminated(run_id, status or RUN_STATUS[state])
+        with self.stopwatch.time("set_terminated"):
+            self.client.set_terminated(run_id, status or RUN_STATUS[state])
 
     # Delivery -------------------------------------------------------------------------------
 
@@ -246,6 +251,11 @@ class Tracker:
                 self._pending[run_id][:0] = entries
             raise
 
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Seconds and calls of MLflow writes so far."""
+        return self.stopwatch.summary()
+
+    @timed
     def _write(
         self,
         run_id: str,
@@ -263,6 +273,7 @@ class Tracker:
             for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
                 self.client.log_batch(run_id, tags=chunk, synchronous=True)
 
+    @timed
     def _upload(self, run_id: str, name: str, data: bytes) -> None:
         path = PurePosixPath(name)
         if path.is_absolute() or ".." in path.parts:
