@@ -19,6 +19,7 @@ from orchestrator.outcome import Outcome
 from orchestrator.samplers import build_pruner
 from orchestrator.space import suggest
 from orchestrator.spec import Spec
+from orchestrator.sqlite_tuning import tune_sqlite
 from orchestrator.stopwatch import Stopwatch, timed
 from orchestrator.study import (
     GRACE_S,
@@ -116,6 +117,7 @@ class StudyHub:
         self.spec = spec
         self.owner = owner
         self.stopwatch = Stopwatch()
+        tune_sqlite()
         self.storage = open_storage(storage_url)
         self.study = open_study(spec, self.storage, resume=resume, storage_url=storage_url)
         self.pruner = build_pruner(spec)

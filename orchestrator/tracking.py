@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
     MAX_METRICS_PER_BATCH,
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
     MAX_TAG_VAL_LENGTH,
 )
 
+from orchestrator.sqlite_tuning import tune_sqlite
 from orchestrator.stopwatch import Stopwatch, timed
 
 __all__ = [
@@ -83,6 +85,7 @@ class Tracker:
         flush_interval_s: float = 0.5,
     ) -> None:
         self.stopwatch = Stopwatch()
+        tune_sqlite()
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
@@ -199,13 +202,16 @@ class Tracker:
     ) -> None:
         """Log final metrics and tags, then close the run (status: the state's, unless given)."""
         run_id = self._runs[key]
-        try:
-            self._flush_run(run_id)
-        except Exception as exc:  # still close the run; the metrics stay queued for flush()
-            self._errors.append(f"end_trial: {exc}")
+        with self._lock:
+            queued = self._pending.pop(run_id, [])
         step = self._last_step.get(key, 0)
         final_tags = {"optuna.state": state, **tags}
-        self._write(run_id, metrics=_metrics(metrics, step), tags=_tags(final_tags))
+        try:
+            self._write(run_id, metrics=[*queued, *_metrics(metrics, step)], tags=_tags(final_tags))
+        except Exception as exc:  # close the run anyway; the flusher retries its metrics
+            with self._lock:
+                self._pending[run_id][:0] = queued
+            self._errors.append(f"end_trial: {exc}")
         with self.stopwatch.time("set_terminated"):
             self.client.set_terminated(run_id, status or RUN_STATUS[state])
 
@@ -266,12 +272,20 @@ class Tracker:
     ) -> None:
         metrics, params, tags = list(metrics), list(params), list(tags)
         with self._write_lock:
-            for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
-                self.client.log_batch(run_id, metrics=chunk, synchronous=True)
-            for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
-                self.client.log_batch(run_id, params=chunk, synchronous=True)
-            for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
-                self.client.log_batch(run_id, tags=chunk, synchronous=True)
+            while metrics or params or tags:  # one log_batch per MLflow batch limit, not per kind
+                cut = MAX_PARAMS_TAGS_PER_BATCH
+                batch_params, params = params[:cut], params[cut:]
+                batch_tags, tags = tags[:cut], tags[cut:]
+                room = MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
+                room = min(room, MAX_METRICS_PER_BATCH)
+                batch_metrics, metrics = metrics[:room], metrics[room:]
+                self.client.log_batch(
+                    run_id,
+                    metrics=batch_metrics,
+                    params=batch_params,
+                    tags=batch_tags,
+                    synchronous=True,
+                )
 
     @timed
     def _upload(self, run_id: str, name: str, data: bytes) -> None:
@@ -308,10 +322,6 @@ def close_open_runs(
             client.set_terminated(run_id, status)
             closed.append(run_id)
     return closed
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def _params(params: Mapping[str, Any]) -> list[Param]:
