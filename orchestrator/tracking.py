@@ -21,6 +21,8 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+from orchestrator.auth import apply_mlflow_credentials
+
 __all__ = ["RUN_STATUS", "Tracker", "close_open_runs", "ensure_experiment"]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Tracker:
         artifact_location: str | None = None,
         flush_interval_s: float = 0.5,
     ) -> None:
+        apply_mlflow_credentials(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
