@@ -258,12 +258,10 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
         state["sessions"].append(
             start_mlflow(
                 secrets_dir=folder.secrets,
+                data_dir=folder.path,
                 host=settings.mlflow_host,
                 port=mlflow_port,
-                backend_store_uri=settings.backend_store_uri
-                or f"sqlite:///{folder.path / 'mlflow.db'}",
-                artifacts=folder.path / "artifacts",
-                log_file=folder.path / "mlflow.log",
+                backend_store_uri=settings.backend_store_uri,
                 wait=False,
             )
         )
@@ -363,27 +361,29 @@ def _start_head(
 def start_mlflow(
     *,
     secrets_dir: Path,
+    data_dir: Path,
     host: str,
     port: int,
-    backend_store_uri: str,
-    artifacts: Path,
-    log_file: Path,
+    backend_store_uri: str | None = None,
     wait: bool = True,
 ) -> int:
     """Start ``mlflow server`` with basic auth and proxied artifacts in a new session.
 
-    The admin password goes into a 0600 auth config, the session key into the server's
-    environment; neither appears on a command line. Returns the server's session id.
+    ``secrets_dir`` may be read-only (a Kubernetes secret); ``data_dir`` gets the users
+    database, the artifacts, the log and a 0600 auth config holding the admin password. The
+    session key goes into the server's environment; no secret appears on a command line.
+    Returns the server's session id.
     """
-    secrets_dir = secrets_dir.expanduser()
-    artifacts = artifacts.expanduser()
+    secrets_dir, data_dir = secrets_dir.expanduser(), data_dir.expanduser()
+    artifacts = data_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    auth_ini = secrets_dir / "mlflow-auth.ini"
+    backend_store_uri = backend_store_uri or f"sqlite:///{data_dir / 'mlflow.db'}"
+    auth_ini = data_dir / "mlflow-auth.ini"
     write_secret(
         auth_ini,
         "[mlflow]\n"
         "default_permission = READ\n"
-        f"database_uri = sqlite:///{secrets_dir.parent / 'mlflow-users.db'}\n"
+        f"database_uri = sqlite:///{data_dir / 'mlflow-users.db'}\n"
         f"admin_username = {MLFLOW_USER}\n"
         f"admin_password = {read_secret(secrets_dir / MLFLOW_PASSWORD_FILE)}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
@@ -408,7 +408,7 @@ def start_mlflow(
         f"--artifacts-destination={artifacts}",
         "--workers=1",
     ]
-    with open(log_file, "ab") as out:
+    with open(data_dir / "mlflow.log", "ab") as out:
         process = subprocess.Popen(
             command,
             env=env,

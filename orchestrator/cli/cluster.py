@@ -135,25 +135,25 @@ def env_command(name: Annotated[str, typer.Argument(help="The cluster's name.")]
 
 @cluster_app.command("mlflow")
 def mlflow_command(
-    secrets: Annotated[Path, typer.Option(help="The secrets folder orch cluster up mounted.")],
+    secrets: Annotated[
+        Path, typer.Option(help="Folder with mlflow_password and mlflow_secret_key.")
+    ] = Path("~/.orch/cluster/secrets"),
+    data: Annotated[
+        Path, typer.Option(help="Folder for runs, artifacts, users and the log.")
+    ] = Path("~/.orch/cluster"),
     port: Annotated[int, typer.Option(help="Port of the tracking server.")] = 5000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     backend_store_uri: Annotated[
-        str | None, typer.Option(help="Run database (default: sqlite beside the secrets).")
-    ] = None,
-    artifacts: Annotated[
-        Path | None, typer.Option(help="Artifact folder (default: beside the secrets).")
+        str | None, typer.Option(help="Run database (default: sqlite in --data).")
     ] = None,
 ) -> None:
     """Start the MLflow server with basic auth on a head node (used by the cluster configs)."""
-    base = secrets.expanduser().parent
     cluster.start_mlflow(
         secrets_dir=secrets,
+        data_dir=data,
         host=host,
         port=port,
-        backend_store_uri=backend_store_uri or f"sqlite:///{base / 'mlflow.db'}",
-        artifacts=artifacts or base / "artifacts",
-        log_file=base / "mlflow.log",
+        backend_store_uri=backend_store_uri,
     )
     out.print(f"MLflow (basic auth) on http://{host}:{port}", markup=False, highlight=False)
 
