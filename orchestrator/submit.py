@@ -44,10 +44,6 @@ __all__ = [
     "submit",
 ]
 
-# Ray's packaging and job client log every upload at INFO: orch says what it uploads itself.
-for _name in ("ray._private.runtime_env.packaging", "ray.dashboard.modules.dashboard_sdk"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"
 KIND_KEY = "orch.kind"
 #: Packages the project folder never needs on the cluster (on top of Ray's own excludes).
@@ -111,6 +107,7 @@ def connect(*, address: str | None, token_file: Path | None) -> Connection:
     """
     from ray.job_submission import JobSubmissionClient
 
+    _quiet_ray()
     address = (address or os.environ.get(ADDRESS_ENV) or _only_cluster()).rstrip("/")
     if "://" not in address:
         address = f"http://{address}"
@@ -265,7 +262,13 @@ def submit(
         say(f"uploading {project} ({files} files, {_size(size)})")
         runtime_env: dict[str, Any] = {
             "working_dir": str(archive),
-            "env_vars": {"PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
+            "env_vars": {
+                "PYTHONUNBUFFERED": "1",
+                "COLUMNS": "120",
+                # `orch stop` = Ctrl-C for the sweep: running trials are closed and requeued.
+                "RAY_JOB_STOP_SIGNAL": "SIGINT",
+                "RAY_JOB_STOP_WAIT_TIME_S": "60",
+            },
         }
         if packages:
             runtime_env["pip"] = {"packages": packages, "pip_check": False}
@@ -286,6 +289,7 @@ def package_project(project: Path, archive: Path) -> tuple[int, int]:
     """Zip ``project`` as Ray ships it, plus this machine's provenance; return (files, bytes)."""
     from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE, create_package
 
+    _quiet_ray()
     include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     create_package(
         str(project), archive, include_gitignore=include_gitignore, excludes=list(EXCLUDES)
@@ -467,6 +471,15 @@ def _user_log(text: str) -> str:
 
 
 # Small helpers -------------------------------------------------------------------------------
+
+
+def _quiet_ray() -> None:
+    """Ray's packaging and job client log each upload (and its size); orch says both itself.
+
+    Called after ``import ray``, whose logging setup resets the levels of its loggers.
+    """
+    for name in ("ray._private.runtime_env.packaging", "ray.dashboard.modules.dashboard_sdk"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _worker_python(cmdline: Sequence[str]) -> str | None:

@@ -94,6 +94,22 @@ def test_submissions_without_or_with_a_wrong_token_are_refused(
         assert refused.returncode == 1
         assert "requires a Ray token (401 Unauthorized)" in refused.stderr
         assert "Traceback" not in refused.stderr
+    # An upload over the size limit is refused before anything is sent.
+    project = tmp_path / "project"
+    (project / "search_spaces").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (project / "search_spaces" / "q.yaml").write_text((REPO / SPEC).read_text())
+    (project / "weights.bin").write_bytes(os.urandom(300_000))
+    too_big = orch(
+        "submit",
+        str(project / "search_spaces" / "q.yaml"),
+        "--address",
+        address,
+        home=cluster["home"],
+        RAY_max_grpc_message_size="200000",
+    )
+    assert too_big.returncode == 1
+    assert "over Ray's upload limit" in too_big.stderr and "Traceback" not in too_big.stderr
     assert _jobs(cluster) == before  # nothing started, nothing uploaded as a job
 
 

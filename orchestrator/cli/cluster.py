@@ -16,9 +16,6 @@ from orchestrator.cli._common import (
     JsonOpt,
     SetOpt,
     SpecArg,
-    StorageOpt,
-    TrackingOpt,
-    WorkspaceOpt,
     app,
     err,
     out,
@@ -50,6 +47,17 @@ TokenFileOpt = Annotated[
         help="File holding the cluster's Ray token (default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
         "or the file orch cluster up wrote)."
     ),
+]
+HeadStorageOpt = Annotated[
+    str | None,
+    typer.Option(help="Optuna storage URL as the head sees it (default: the cluster's own)."),
+]
+HeadTrackingOpt = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking URI as the head sees it (default: the cluster's server)."),
+]
+HeadWorkspaceOpt = Annotated[
+    Path | None, typer.Option(help="Folder on the head for default stores (orch sweep's).")
 ]
 JobArg = Annotated[str, typer.Argument(help="The job id orch submit printed.")]
 FollowOpt = Annotated[bool, typer.Option("--follow", "-f", help="Stream the log until it ends.")]
@@ -102,8 +110,8 @@ def status_command(json_: JsonOpt = False) -> None:
         out.print("no cluster started here (orch cluster up CLUSTER.yaml)")
         return
     table = Table(title="clusters")
-    for column in ("cluster", "provider", "state", "job API", "MLflow", "since"):
-        table.add_column(column)
+    for column in ("cluster", "provider", "state", "job API", "MLflow"):
+        table.add_column(column, no_wrap=True)
     for state in found:
         table.add_row(
             state["name"],
@@ -111,7 +119,6 @@ def status_command(json_: JsonOpt = False) -> None:
             "[green]up[/]" if state["up"] else "[red]not answering[/]",
             state["address"],
             state["tracking_uri"],
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(state["started_at"])),
         )
     out.print(table)
 
@@ -175,10 +182,10 @@ def submit_command(
     ] = None,
     parallel: Annotated[int | None, typer.Option(help="Trials at once.")] = None,
     set_: SetOpt = None,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
+    storage: HeadStorageOpt = None,
+    tracking_uri: HeadTrackingOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
-    workspace: WorkspaceOpt = None,
+    workspace: HeadWorkspaceOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Run `orch sweep SPEC` on a cluster as a Ray job: ships this project, prints the job id."""
@@ -224,11 +231,8 @@ def jobs_command(
         print_json({"address": conn.address, "jobs": rows})
         return
     table = Table(title=f"jobs on {conn.address}")
-    table.add_column("job", no_wrap=True)
-    table.add_column("status")
-    table.add_column("study")
-    table.add_column("started", no_wrap=True)
-    table.add_column("message", overflow="fold")
+    for column in ("job", "status", "study", "started"):
+        table.add_column(column, no_wrap=True)
     colours = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "STOPPED": "yellow"}
     for row in rows:
         colour = colours.get(row["status"], "white")
@@ -238,7 +242,6 @@ def jobs_command(
             f"[{colour}]{row['status']}[/]",
             row["study"],
             time.strftime("%m-%d %H:%M", time.localtime(started)) if started else "",
-            "" if row["status"] in ("SUCCEEDED", "RUNNING") else row["message"][:120],
         )
     out.print(table)
 
