@@ -377,6 +377,8 @@ def start_mlflow(
     secrets_dir, data_dir = secrets_dir.expanduser(), data_dir.expanduser()
     artifacts = data_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # users' password hashes live here too
+        data_dir.chmod(0o700)
     backend_store_uri = backend_store_uri or f"sqlite:///{data_dir / 'mlflow.db'}"
     auth_ini = data_dir / "mlflow-auth.ini"
     write_secret(
