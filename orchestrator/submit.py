@@ -37,8 +37,13 @@ __all__ = [
     "check_versions",
     "connect",
     "follow",
+    "head_info",
+    "head_python",
     "job_logs",
+    "job_status",
     "list_jobs",
+    "local_versions",
+    "package_project",
     "run_on_head",
     "stop_job",
     "submit",
@@ -83,7 +88,7 @@ class Connection:
     client: Any
 
     def get(self, endpoint: str) -> Any:
-        """GET a dashboard endpoint; return its JSON."""
+        """GET a dashboard endpoint; return its JSON (via the client: same headers, same errors)."""
         with _translated(self.address):
             response = self.client._do_request("GET", endpoint)
         if response.status_code != 200:
@@ -114,7 +119,7 @@ def connect(*, address: str | None, token_file: Path | None) -> Connection:
     token = resolve_token(token_file=token_file, address=address)
     # An explicit (even empty) header stops Ray from sending ~/.ray/auth_token of a local Ray.
     headers = bearer_headers(token) or {"Authorization": ""}
-    with _translated(address, has_token=token is not None):
+    with _translated(address):
         client = JobSubmissionClient(address, headers=headers)
     return Connection(address=address, client=client)
 
@@ -131,7 +136,7 @@ def _only_cluster() -> str:
 
 
 @contextmanager
-def _translated(address: str, *, has_token: bool = True) -> Iterator[None]:
+def _translated(address: str) -> Iterator[None]:
     """Turn the Job API's refusals into one-line :class:`ClusterError`."""
     from ray.exceptions import AuthenticationError
 
@@ -144,9 +149,8 @@ def _translated(address: str, *, has_token: bool = True) -> Iterator[None]:
                 f"{address} refused the Ray token (403 Forbidden): wrong token; use the token "
                 "of this cluster (RAY_AUTH_TOKEN, --token-file, or the file orch cluster up wrote)"
             ) from None
-        hint = "" if not has_token else " (the token was not sent)"
         raise ClusterError(
-            f"{address} requires a Ray token (401 Unauthorized){hint}: set RAY_AUTH_TOKEN, "
+            f"{address} requires a Ray token (401 Unauthorized): set RAY_AUTH_TOKEN, "
             "pass --token-file, or submit from the machine that ran orch cluster up"
         ) from None
     except ConnectionError as exc:
@@ -171,18 +175,24 @@ def local_versions() -> dict[str, Any]:
 
 
 def head_info(conn: Connection, *, say: Say = lambda _: None) -> HeadInfo:
-    """The head's interpreter (from its raylet's command line) and versions (a probe job)."""
-    summary = conn.get("/nodes?view=summary")["data"]["summary"]
-    head = next((n for n in summary if (n.get("raylet") or {}).get("isHeadNode")), None)
-    python = _worker_python(head["cmdline"] if head else [])
-    if python is None:
-        raise ClusterError(f"{conn.address}: cannot tell which Python runs Ray on the head")
+    """The head's interpreter and its versions (from a probe job, deleted after)."""
+    python = head_python(conn)
     say("checking versions on the head")
     status, logs = _run_job(conn, f"{shlex.quote(python)} -c {shlex.quote(_PROBE)}", kind="probe")
     line = next((x for x in logs.splitlines() if x.startswith("ORCH_PROBE ")), None)
     if status != "SUCCEEDED" or line is None:
         raise ClusterError(f"version probe on the head failed: {_tail(logs)}")
     return HeadInfo(python_path=python, versions=json.loads(line.removeprefix("ORCH_PROBE ")))
+
+
+def head_python(conn: Connection) -> str:
+    """The interpreter Ray runs workers with on the head, from its raylet's command line."""
+    summary = conn.get("/nodes?view=summary")["data"]["summary"]
+    head = next((n for n in summary if (n.get("raylet") or {}).get("isHeadNode")), None)
+    python = _worker_python(head["cmdline"] if head else [])
+    if python is None:
+        raise ClusterError(f"{conn.address}: cannot tell which Python runs Ray on the head")
+    return python
 
 
 def check_versions(local: dict[str, Any], remote: dict[str, Any]) -> None:
@@ -221,45 +231,25 @@ def submit(
     """Send ``orch sweep SPEC`` to the cluster as a Ray job; return the job id.
 
     ``sweep_args`` are ``orch sweep`` options passed through as given (``--trials 4``, ...).
-    Nothing is uploaded before the spec validates and the versions match; a refused upload
-    leaves no job.
+    Nothing is uploaded before the spec validates, the package fits and the head's versions
+    match; a refused upload leaves no job.
     """
     spec = load_spec(spec_path, overrides=overrides)
     project = project_root(spec_path)
     relative = Path(spec_path).resolve().relative_to(project).as_posix()
-    info = head_info(conn, say=say)
-    local = local_versions()
-    if allow_version_mismatch:
-        say(f"versions: here {local}, head {info.versions}")
-    else:
-        check_versions(local, info.versions)
-    given = set(sweep_args)
-    missing = [
-        f"{flag} ({env} is not set on the head)"
-        for flag, env, key in (
-            ("--storage", "ORCH_STORAGE", "storage"),
-            ("--tracking-uri", "MLFLOW_TRACKING_URI", "tracking"),
-        )
-        if not info.versions.get(key) and flag not in given
-    ]
-    if missing:
-        raise ClusterError(
-            "the sweep's results would be lost with the job's folder: pass "
-            + ", ".join(missing)
-            + ", or start the cluster with orch cluster up"
-        )
     packages = [*spec.pip, *_pyproject_pip(project)]
-    python = '"$VIRTUAL_ENV/bin/python"' if packages else shlex.quote(info.python_path)
-    arguments = [*sweep_args, *(a for o in overrides for a in ("--set", o))]
-    entrypoint = " ".join(
-        [python, "-c", shlex.quote(_ORCH), "sweep", shlex.quote(relative)]
-        + [shlex.quote(a) for a in arguments]
-    )
-    job_id = f"orch-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     with tempfile.TemporaryDirectory(prefix="orch-submit-") as scratch:
         archive = Path(scratch) / f"{spec.name}.zip"
         files, size = package_project(project, archive)
-        say(f"uploading {project} ({files} files, {_size(size)})")
+        info = head_info(conn, say=say)
+        _check_head(
+            info, sweep_args=sweep_args, allow_version_mismatch=allow_version_mismatch, say=say
+        )
+        python = '"$VIRTUAL_ENV/bin/python"' if packages else shlex.quote(info.python_path)
+        arguments = [relative, *sweep_args, *(a for o in overrides for a in ("--set", o))]
+        entrypoint = " ".join(
+            [python, "-c", shlex.quote(_ORCH), "sweep", *map(shlex.quote, arguments)]
+        )
         runtime_env: dict[str, Any] = {
             "working_dir": str(archive),
             "env_vars": {
@@ -272,6 +262,8 @@ def submit(
         }
         if packages:
             runtime_env["pip"] = {"packages": packages, "pip_check": False}
+        job_id = f"orch-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        say(f"uploading {project} ({files} files, {_size(size)})")
         with _translated(conn.address):
             try:
                 conn.client.submit_job(
@@ -283,6 +275,31 @@ def submit(
             except (ValueError, OSError) as exc:
                 raise ClusterError(f"upload of {project} failed: {_first_line(exc)}") from None
     return job_id
+
+
+def _check_head(
+    info: HeadInfo, *, sweep_args: Sequence[str], allow_version_mismatch: bool, say: Say
+) -> None:
+    """Refuse a head with other versions, or without stores for the sweep's results."""
+    local = local_versions()
+    if allow_version_mismatch:
+        say(f"versions: here {local}, head {info.versions}")
+    else:
+        check_versions(local, info.versions)
+    missing = [
+        f"{flag} ({env} is not set on the head)"
+        for flag, env, key in (
+            ("--storage", "ORCH_STORAGE", "storage"),
+            ("--tracking-uri", "MLFLOW_TRACKING_URI", "tracking"),
+        )
+        if not info.versions.get(key) and flag not in sweep_args
+    ]
+    if missing:
+        raise ClusterError(
+            "the sweep's results would be lost with the job's folder: pass "
+            + ", ".join(missing)
+            + ", or start the cluster with orch cluster up"
+        )
 
 
 def package_project(project: Path, archive: Path) -> tuple[int, int]:
@@ -389,13 +406,10 @@ def stop_job(conn: Connection, job_id: str) -> bool:
         return bool(conn.client.stop_job(job_id))
 
 
-def run_on_head(
-    conn: Connection, args: Sequence[str], *, say: Say = lambda _: None
-) -> tuple[bool, str]:
+def run_on_head(conn: Connection, args: Sequence[str]) -> tuple[bool, str]:
     """Run ``orch ARGS`` on the head as a short job, then delete it; return (ok, its output)."""
-    info = head_info(conn, say=say)
     command = " ".join(
-        [shlex.quote(info.python_path), "-c", shlex.quote(_ORCH), *map(shlex.quote, args)]
+        [shlex.quote(head_python(conn)), "-c", shlex.quote(_ORCH), *map(shlex.quote, args)]
     )
     status, logs = _run_job(conn, command, kind="query")
     return status == "SUCCEEDED", logs
