@@ -4,7 +4,7 @@ All three run the same 2-parameter space with a seeded TPE sampler and an Optuna
 storage, at parallel = 1, 2, 8, 32, 64 on one single-node Ray with fake resources (64 CPUs
 declared). orch also writes every trial to MLflow (a sqlite store); the others do not.
 
-    python bench/overhead.py [--parallel 1 2 8 32 64] [--trials 200] [--out bench/results/overhead.json]
+    python bench/overhead.py [--parallel 1 2 8 32 64] [--trials 200] [--out FILE]
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+from orchestrator.auth import apply_mlflow_credentials
 from orchestrator.sqlite_tuning import tune_sqlite
 from orchestrator.stopwatch import Stopwatch, timed
 
@@ -86,6 +87,7 @@ class Tracker:
     ) -> None:
         self.stopwatch = Stopwatch()
         tune_sqlite()
+        apply_mlflow_credentials(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
