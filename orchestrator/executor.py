@@ -238,7 +238,7 @@ class TrialLoop:
         finished = ray.get(self.hub.finished.remote())
         while finished < self.target or self._running:
             if self.stop.is_set():
-                return LoopResult(interrupted=True, unfinished=self._cancel_all())
+                return LoopResult(interrupted=True, unfinished=self.abort())
             wanted = min(self._slots(), self.target - finished - len(self._running))
             if wanted > 0:
                 with self.stopwatch.time("ask"):
@@ -340,10 +340,12 @@ class TrialLoop:
         )
         ray.get(done)
 
-    def _cancel_all(self) -> list[Ticket]:
+    def abort(self) -> list[Ticket]:
+        """Cancel every running attempt; return their tickets (for the hub to close)."""
         for ref in self._running:
             ray.cancel(ref, force=True)
-        ray.get(self._finish_refs)
+        with contextlib.suppress(rex.RayError):
+            ray.get(self._finish_refs)
         tickets = [running.ticket for running in self._running.values()]
         self._running.clear()
         return tickets

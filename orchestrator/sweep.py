@@ -147,6 +147,11 @@ def sweep(
             timings = {"loop_s": round(time.perf_counter() - started, 3)}
             timings["driver"] = loop.stopwatch.summary()
             timings["hub"] = ray.get(hub.stats.remote())
+        except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
+            reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
+            with contextlib.suppress(RayActorError):
+                ray.get(hub.interrupt.remote(loop.abort(), reason))
+            raise
         finally:
             try:
                 errors = ray.get(hub.close.remote(status))
