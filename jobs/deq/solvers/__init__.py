@@ -24,6 +24,7 @@ __all__ = [
     "get_solver",
     "register_solver",
     "solve",
+    "solve_with",
     "solver_names",
 ]
 
@@ -74,10 +75,17 @@ def solve(
     ``max_iter`` evaluations of ``f``, or at once when ``f`` returns NaN/inf
     (``stats.diverged``). Returns each sample's lowest-residual iterate and the stats.
     """
-    solver = get_solver(method)
     opts = SolverOptions(
         tol=tol, max_iter=max_iter, memory=memory, stop_mode=stop_mode, beta=beta, lam=lam
     )
+    return solve_with(f, z0, method, opts)
+
+
+def solve_with(
+    f: Callable[[Tensor], Tensor], z0: Tensor, method: str, opts: SolverOptions
+) -> tuple[Tensor, SolverStats]:
+    """:func:`solve` with its settings given as one :class:`SolverOptions`."""
+    solver = get_solver(method)
     shape = z0.shape
     if len(shape) < 1 or shape[0] == 0:
         raise ValueError(f"z0 must have a non-empty batch dimension, got shape {tuple(shape)}")
