@@ -123,9 +123,7 @@ def test_registry_lists_known_names_and_registers_new_ones() -> None:
 
     register_solver("test-halving", halving)
     assert "test-halving" in solver_names()
-    z, _ = solve(
-        lambda z: 0.5 * z + 1, torch.zeros(1, 1), "test-halving", tol=1e-9, max_iter=200
-    )
+    z, _ = solve(lambda z: 0.5 * z + 1, torch.zeros(1, 1), "test-halving", tol=1e-9, max_iter=200)
     assert abs(z.item() - 2) < 1e-6
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,13 @@ def resolve_checkpoint(source: str, workdir: Path) -> Path:
     if source.startswith(_MLFLOW_SCHEMES):
         import mlflow
 
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=workdir))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=source,
+                dst_path=str(workdir),
+                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+            )
+        )
         if local.is_dir():
             found = sorted(local.rglob("*.pt"))
             if not found:

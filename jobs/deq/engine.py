@@ -46,9 +46,13 @@ def train_epoch(
     *,
     batch_size: int,
     generator: torch.Generator,
+    default_nfe: float,
     where: str,
 ) -> dict[str, float]:
-    """One pass over ``(x, y)``: mean loss, forward/backward NFE and the wall time."""
+    """One pass over ``(x, y)``: mean loss, forward/backward NFE and the wall time.
+
+    Models without a fixed point count ``default_nfe`` forward and one backward evaluation.
+    """
     model.train()
     loss_mean, nfe_fwd, nfe_bwd = _Mean(), _Mean(), _Mean()
     start = time.perf_counter()
@@ -67,8 +71,8 @@ def train_epoch(
             )
         optimizer.step()
         loss_mean.add(value, len(yb))
-        nfe_fwd.add(info.forward.nfe if info is not None else 0)
-        nfe_bwd.add(info.backward_nfe if info is not None else 0)
+        nfe_fwd.add(info.forward.nfe if info is not None else default_nfe)
+        nfe_bwd.add(info.backward_nfe if info is not None else 1)
     return {
         "train_loss": loss_mean.mean,
         "train_nfe_forward": nfe_fwd.mean,

@@ -66,6 +66,7 @@ def run(params: dict[str, Any], trial: Trial) -> dict[str, float]:
                 data.y_train,
                 batch_size=cfg.batch_size,
                 generator=generator,
+                default_nfe=cfg.nmf_steps,
                 where=where,
             )
             test = evaluate(
