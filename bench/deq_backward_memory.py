@@ -34,7 +34,9 @@ def one(grad: str, iters: int, batch: int, width: int, device: str) -> dict[str,
     w = (0.9 * w / torch.linalg.matrix_norm(w, ord=2)).requires_grad_()
     x = torch.randn(batch, width, device=dev)
     opts = SolverOptions(tol=1e-30, max_iter=iters, memory=5)
-    cfg = DEQConfig(solver="forward", forward=opts, grad=grad, backward=opts, backward_solver="forward")
+    cfg = DEQConfig(
+        solver="forward", forward=opts, grad=grad, backward=opts, backward_solver="forward"
+    )
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -71,20 +73,38 @@ def main() -> None:
         grad, iters = args.one
         print(json.dumps(one(grad, int(iters), args.batch, args.width, args.device)))
         return
-    print(f"batch {args.batch}, width {args.width}, f = tanh(Wz + x), device {args.device}; "
-          f"one activation = {args.batch * args.width * 4 / 2**20:.1f} MiB\n")
+    print(
+        f"batch {args.batch}, width {args.width}, f = tanh(Wz + x), device {args.device}; "
+        f"one activation = {args.batch * args.width * 4 / 2**20:.1f} MiB\n"
+    )
     print("| grad | solver iterations | backward NFE | saved tensors MiB | peak growth MiB |")
     print("|---|---|---|---|---|")
     for grad in ("implicit", "phantom", "unrolled"):
         for iters in args.iters:
             out = subprocess.run(
-                [sys.executable, __file__, "--one", grad, str(iters), "--batch", str(args.batch),
-                 "--width", str(args.width), "--device", args.device],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    grad,
+                    str(iters),
+                    "--batch",
+                    str(args.batch),
+                    "--width",
+                    str(args.width),
+                    "--device",
+                    args.device,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             r = json.loads(out.stdout)
-            print(f"| {grad} | {iters} | {r['nfe_backward']} | {r['saved_mb']:.1f} | "
-                  f"{r['peak_growth_mb']:.1f} |", flush=True)
+            print(
+                f"| {grad} | {iters} | {r['nfe_backward']} | {r['saved_mb']:.1f} | "
+                f"{r['peak_growth_mb']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

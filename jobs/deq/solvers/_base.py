@@ -73,12 +73,6 @@ class SolverStats:
     reason: str = ""
 
     @property
-    def residual(self) -> Tensor:
-        """Per-sample relative residual of the returned point."""
-        assert self.rel_residual is not None, "stats of an unfinished solve"
-        return self.rel_residual
-
-    @property
     def converged_fraction(self) -> float:
         """Fraction of samples whose returned point meets the tolerance."""
         assert self.converged is not None, "stats of an unfinished solve"

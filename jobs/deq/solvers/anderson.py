@@ -24,7 +24,7 @@ def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSt
     """Anderson acceleration: memory ``opts.memory``, mixing ``beta``, regulariser ``lam``."""
     monitor = Monitor(z0, opts, "anderson")
     batch, dim = z0.shape
-    m = opts.memory
+    m = min(opts.memory, opts.max_iter)
     xs = z0.new_zeros(batch, m, dim)
     gs = z0.new_zeros(batch, m, dim)
     gram = torch.zeros(batch, m, m, dtype=torch.float64, device=z0.device)
@@ -43,7 +43,7 @@ def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSt
         g = fx - x
         xs[:, slot] = x
         gs[:, slot] = g
-        row = torch.bmm(gs, g.unsqueeze(2)).squeeze(2).double()
+        row = torch.bmm(g.unsqueeze(1), gs.transpose(1, 2)).squeeze(1).double()
         gram[:, slot, :] = row
         gram[:, :, slot] = row
         h = gram[:, :n, :n]

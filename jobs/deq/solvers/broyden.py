@@ -21,9 +21,9 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     """Broyden's method with at most ``opts.memory`` rank-one updates between restarts."""
     monitor = Monitor(z0, opts, "broyden")
     batch, dim = z0.shape
-    m = opts.memory
-    us = z0.new_zeros(batch, dim, m)
-    vs = z0.new_zeros(batch, m, dim)
+    m = min(opts.memory, opts.max_iter)
+    us = z0.new_zeros(batch, m, dim)  # rows u_i (stored as rows: row-vector products are fast)
+    vs = z0.new_zeros(batch, m, dim)  # rows v_i
     tiny = torch.finfo(z0.dtype).tiny ** 0.5
     z = z0
     fz = f(z)
@@ -32,22 +32,28 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     g = fz - z
     n = 0  # rank-one terms in use
     for _ in range(opts.max_iter - 1):
-        u_n, v_n = us[:, :, :n], vs[:, :n]
-        step = g - torch.bmm(u_n, torch.bmm(v_n, g.unsqueeze(2))).squeeze(2)  # -B g
+        u_n, v_n = us[:, :n], vs[:, :n]
+        step = g - _low_rank(g, v_n, u_n)  # -B g
         z_new = z + step
         fz = f(z_new)
         if monitor.check(z_new, fz):
             break
         g_new = fz - z_new
         dz, dg = step, g_new - g
-        b_dg = -dg + torch.bmm(u_n, torch.bmm(v_n, dg.unsqueeze(2))).squeeze(2)
-        bt_dz = -dz + torch.bmm(torch.bmm(dz.unsqueeze(1), u_n), v_n).squeeze(1)
+        b_dg = _low_rank(dg, v_n, u_n) - dg
+        bt_dz = _low_rank(dz, u_n, v_n) - dz
         denom = (bt_dz * dg).sum(dim=1, keepdim=True)
         ok = denom.abs() > tiny
         if n == m:
             n = 0
-        us[:, :, n] = torch.where(ok, (dz - b_dg) / torch.where(ok, denom, 1.0), 0.0)
+        us[:, n] = torch.where(ok, (dz - b_dg) / torch.where(ok, denom, 1.0), 0.0)
         vs[:, n] = bt_dz
         n += 1
         z, g = z_new, g_new
     return monitor.finish()
+
+
+def _low_rank(x: Tensor, left: Tensor, right: Tensor) -> Tensor:
+    """``sum_i (left_i . x) right_i`` per sample, for rows ``left``, ``right`` of (B, n, D)."""
+    coeffs = torch.bmm(x.unsqueeze(1), left.transpose(1, 2))
+    return torch.bmm(coeffs, right).squeeze(1)
