@@ -144,7 +144,7 @@ def main() -> None:
         }
     print(
         f"tol {args.tol:g} (relative), batch {args.batch}, max_iter {args.max_iter}, "
-        f"{args.threads} thread(s), wall = min of {args.repeats}\n"
+        f"{args.threads} thread(s), times = min of {args.repeats}\n"
     )
     print(
         "| problem | d | method | NFE | NFE / fwd | CPU ms | CPU / fwd | wall ms | wall / fwd "
@@ -156,11 +156,12 @@ def main() -> None:
             f, z0 = make_problem(problem, dim, args.batch)
             base = None
             for name, run in methods.items():
-                nfe, wall, rel = measure(run, f, z0, args.tol, args.max_iter, args.repeats)
-                base = base or (nfe, wall)
+                nfe, wall, cpu, rel = measure(run, f, z0, args.tol, args.max_iter, args.repeats)
+                base = base or (nfe, cpu, wall)
                 print(
                     f"| {problem} | {dim} | {name} | {nfe} | {nfe / base[0]:.2f} | "
-                    f"{wall * 1e3:.1f} | {wall / base[1]:.2f} | "
+                    f"{cpu * 1e3:.1f} | {cpu / base[1]:.2f} | "
+                    f"{wall * 1e3:.1f} | {wall / base[2]:.2f} | "
                     f"{'yes' if rel < args.tol else f'no ({rel:.1e})'} |",
                     flush=True,
                 )
