@@ -25,8 +25,8 @@ def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSt
     monitor = Monitor(z0, opts, "anderson")
     batch, dim = z0.shape
     m = min(opts.memory, opts.max_iter)
-    xs = z0.new_zeros(batch, m, dim)
-    gs = z0.new_zeros(batch, m, dim)
+    xs = z0.new_empty(batch, m, dim)  # only the first n rows are ever read
+    gs = z0.new_empty(batch, m, dim)
     gram = torch.zeros(batch, m, m, dtype=torch.float64, device=z0.device)
     border = torch.zeros(batch, m + 1, m + 1, dtype=torch.float64, device=z0.device)
     border[:, 0, 1:] = 1.0
@@ -43,9 +43,9 @@ def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSt
         g = fx - x
         xs[:, slot] = x
         gs[:, slot] = g
-        row = torch.bmm(g.unsqueeze(1), gs.transpose(1, 2)).squeeze(1).double()
-        gram[:, slot, :] = row
-        gram[:, :, slot] = row
+        row = torch.bmm(g.unsqueeze(1), gs[:, :n].transpose(1, 2)).squeeze(1).double()
+        gram[:, slot, :n] = row
+        gram[:, :n, slot] = row
         h = gram[:, :n, :n]
         scale = torch.diagonal(h, dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)
         system = border[:, : n + 1, : n + 1].clone()

@@ -22,8 +22,10 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     monitor = Monitor(z0, opts, "broyden")
     batch, dim = z0.shape
     m = min(opts.memory, opts.max_iter)
-    us = z0.new_zeros(batch, m, dim)  # rows u_i (stored as rows: row-vector products are fast)
-    vs = z0.new_zeros(batch, m, dim)  # rows v_i
+    # Rows u_i, v_i (row-vector products are bmm's fast path); only the first n are ever read,
+    # so the buffers stay uninitialised: a long memory costs nothing until it is used.
+    us = z0.new_empty(batch, m, dim)
+    vs = z0.new_empty(batch, m, dim)
     tiny = torch.finfo(z0.dtype).tiny ** 0.5
     z = z0
     fz = f(z)
