@@ -12,7 +12,7 @@ from jobs.deq.checkpoint import save_checkpoint
 from jobs.deq.data import load_dataset
 from jobs.deq.diagnostics import finite_or, peak_memory_mb, reset_peak_memory
 from jobs.deq.engine import SolverDiverged, evaluate, train_epoch
-from jobs.deq.models import DEQClassifier, build_model
+from jobs.deq.models import DEQClassifier, build_model, count_parameters
 from jobs.deq.params import TrainConfig, parse_params
 from jobs.deq.plots import plot_traces
 from jobs.deq.solvers import solve_with, solver_names
@@ -52,7 +52,7 @@ def run(params: dict[str, Any], trial: Trial) -> dict[str, float]:
     model = build_model(cfg.model_spec(data.in_shape, data.classes), cfg.deq_config()).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
-    trial.set_tag("deq.parameters", sum(p.numel() for p in model.parameters()))
+    trial.set_tag("deq.parameters", count_parameters(model))
     runaway = 0
     metrics: dict[str, float] = {}
     for epoch in range(cfg.epochs):
