@@ -1,0 +1,1 @@
+"""Deep equilibrium models: solvers, layers, cells, Hamburger NMF and the sweepable jobs."""

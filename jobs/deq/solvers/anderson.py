@@ -1,0 +1,56 @@
+"""Anderson acceleration (type II) with a regularised, bordered least-squares step.
+
+With ``G = [g_1 .. g_n]`` the last ``n <= m`` residuals ``g_i = f(x_i) - x_i``, the weights solve
+``min ||G a||`` subject to ``sum(a) = 1``; their KKT system is the ``(n+1) x (n+1)`` bordered
+
+    [ 0   1^T        ] [nu]   [1]
+    [ 1   G^T G + rI ] [a ] = [0],   r = lam * max_i (G^T G)_ii
+
+solved per sample in float64. Scaling ``r`` with the Gram matrix keeps the step scale-free: an
+absolute regularisation swamps ``G^T G`` once residuals are small and turns the step into plain
+averaging. The Gram matrix is updated one row per iteration (O(m D)), not rebuilt.
+The next iterate mixes ``x_{k+1} = sum a_i x_i + beta * sum a_i g_i``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from jobs.deq.solvers._base import Func, Monitor, SolverOptions, SolverStats
+
+
+def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverStats]:
+    """Anderson acceleration: memory ``opts.memory``, mixing ``beta``, regulariser ``lam``."""
+    monitor = Monitor(z0, opts, "anderson")
+    batch, dim = z0.shape
+    m = min(opts.memory, opts.max_iter)
+    xs = z0.new_empty(batch, m, dim)  # only the first n rows are ever read
+    gs = z0.new_empty(batch, m, dim)
+    gram = torch.zeros(batch, m, m, dtype=torch.float64, device=z0.device)
+    border = torch.zeros(batch, m + 1, m + 1, dtype=torch.float64, device=z0.device)
+    border[:, 0, 1:] = 1.0
+    border[:, 1:, 0] = 1.0
+    rhs = torch.zeros(batch, m + 1, 1, dtype=torch.float64, device=z0.device)
+    rhs[:, 0] = 1.0
+    eye = torch.eye(m, dtype=torch.float64, device=z0.device)
+    x = z0
+    for k in range(opts.max_iter):
+        fx = f(x)
+        if monitor.check(x, fx):
+            break
+        slot, n = k % m, min(k + 1, m)
+        g = fx - x
+        xs[:, slot] = x
+        gs[:, slot] = g
+        row = torch.bmm(g.unsqueeze(1), gs[:, :n].transpose(1, 2)).squeeze(1).double()
+        gram[:, slot, :n] = row
+        gram[:, :n, slot] = row
+        h = gram[:, :n, :n]
+        scale = torch.diagonal(h, dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)
+        system = border[:, : n + 1, : n + 1].clone()
+        system[:, 1:, 1:] = h + (opts.lam * scale)[:, None, None] * eye[:n, :n]
+        alpha = torch.linalg.solve(system, rhs[:, : n + 1])[:, 1:].to(z0.dtype)
+        alpha_t = alpha.transpose(1, 2)
+        x = (torch.bmm(alpha_t, xs[:, :n]) + opts.beta * torch.bmm(alpha_t, gs[:, :n])).squeeze(1)
+    return monitor.finish()

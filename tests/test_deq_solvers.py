@@ -1,0 +1,134 @@
+"""Root solvers: agreement, acceleration, batching, divergence, the registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from jobs.deq.solvers import (
+    SolverOptions,
+    get_solver,
+    register_solver,
+    solve,
+    solver_names,
+)
+
+SOLVERS = ("forward", "anderson", "broyden")
+
+
+def _contraction(dim: int, norm: float, *, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+    return w * (norm / torch.linalg.matrix_norm(w, ord=2))
+
+
+def _hard_symmetric(dim: int, *, seed: int = 0) -> torch.Tensor:
+    """Symmetric W with eigenvalues spread over [-0.99, 0.99]: slow for plain iteration."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
+    return (q * torch.linspace(-0.99, 0.99, dim, dtype=torch.float64)) @ q.T
+
+
+@pytest.mark.parametrize("kind", ["linear", "tanh"])
+def test_solvers_agree_on_the_fixed_point_of_a_contraction(kind: str) -> None:
+    w = _contraction(32, 0.9)
+    b = torch.randn(4, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        y = z @ w.T + b
+        return y if kind == "linear" else torch.tanh(y)
+
+    z0 = torch.zeros_like(b)
+    results = {m: solve(f, z0, m, tol=1e-10, max_iter=500, memory=20) for m in SOLVERS}
+    if kind == "linear":
+        exact = torch.linalg.solve(torch.eye(32, dtype=torch.float64) - w, b.T).T
+        results["exact"] = (exact, None)
+    for method, (z, stats) in results.items():
+        if stats is not None:
+            assert stats.all_converged, (method, stats.trace[-3:])
+            assert torch.all(stats.rel_residual < 1e-10)
+        assert torch.allclose(z, results["forward"][0], atol=1e-5, rtol=0), method
+
+
+def test_anderson_needs_fewer_evaluations_than_forward_iteration() -> None:
+    w = _hard_symmetric(128)
+    b = torch.randn(2, 128, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    z0 = torch.zeros_like(b)
+    nfe = {
+        m: solve(lambda z: z @ w.T + b, z0, m, tol=1e-5, max_iter=3000, memory=5)[1].nfe
+        for m in ("forward", "anderson")
+    }
+    assert nfe["anderson"] < 0.5 * nfe["forward"], nfe
+
+
+def test_stats_are_per_sample_and_the_trace_is_monotone() -> None:
+    w = _contraction(16, 0.5).float()
+    scale = torch.tensor([[1.0], [10.0], [100.0]])
+    b = torch.randn(3, 16) * scale
+    z, stats = solve(
+        lambda z: torch.tanh(z @ w.T + b), torch.zeros(3, 16), "anderson", tol=1e-5, max_iter=100
+    )
+    assert stats.abs_residual.shape == stats.rel_residual.shape == stats.converged.shape == (3,)
+    assert stats.converged.all() and stats.nfe == len(stats.trace)
+    assert all(a >= b for a, b in zip(stats.trace, stats.trace[1:], strict=False))
+    assert z.shape == b.shape
+
+
+def test_shapes_beyond_two_dims_are_flattened_per_sample() -> None:
+    x = torch.rand(2, 3, 4, 5)
+    z, stats = solve(lambda z: 0.5 * z + x, torch.zeros_like(x), "broyden", tol=1e-8, max_iter=50)
+    assert z.shape == x.shape and stats.all_converged
+    assert torch.allclose(z, 2 * x, atol=1e-6)
+
+
+def test_tolerance_modes_and_max_iter() -> None:
+    f = lambda z: 0.9 * z + 1.0  # noqa: E731
+    z0 = torch.zeros(1, 1, dtype=torch.float64)
+    _, capped = solve(f, z0, "forward", tol=1e-12, max_iter=7)
+    assert capped.nfe == 7 and not capped.converged.any() and not capped.diverged
+    z, absolute = solve(f, z0, "forward", tol=1e-3, max_iter=1000, stop_mode="abs")
+    assert absolute.abs_residual.item() < 1e-3 and abs(z.item() - 10) < 1e-2
+
+
+@pytest.mark.parametrize("method", SOLVERS)
+def test_nan_or_inf_stops_at_once_and_reports_divergence(method: str) -> None:
+    calls = []
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return 0.5 * torch.tanh(z) + (math.nan if len(calls) == 3 else 1.0)
+
+    z, stats = solve(f, torch.zeros(2, 3), method, tol=1e-12, max_iter=100)
+    assert stats.diverged and "non-finite" in stats.reason
+    assert stats.nfe == 3 == len(calls)
+    assert torch.isfinite(z).all()  # the last finite iterate
+
+
+def test_an_expanding_map_overflows_into_divergence() -> None:
+    w = 3.0 * torch.eye(8)
+    _, stats = solve(lambda z: z @ w + 1.0, torch.zeros(2, 8), "forward", tol=1e-6, max_iter=500)
+    assert stats.diverged and stats.nfe < 500
+
+
+def test_registry_lists_known_names_and_registers_new_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown solver 'andersen'; known: \['anderson'"):
+        get_solver("andersen")
+    with pytest.raises(ValueError, match="already registered"):
+        register_solver("forward", get_solver("anderson"))
+
+    def halving(f, z0, opts: SolverOptions):  # type: ignore[no-untyped-def]
+        return get_solver("forward")(lambda z: 0.5 * (z + f(z)), z0, opts)
+
+    register_solver("test-halving", halving)
+    assert "test-halving" in solver_names()
+    z, _ = solve(lambda z: 0.5 * z + 1, torch.zeros(1, 1), "test-halving", tol=1e-9, max_iter=200)
+    assert abs(z.item() - 2) < 1e-6
+
+
+def test_bad_options_name_the_rule() -> None:
+    with pytest.raises(ValueError, match="stop_mode in"):
+        solve(lambda z: z, torch.zeros(1, 1), "forward", tol=1e-3, max_iter=3, stop_mode="max")
+    with pytest.raises(ValueError, match="memory >= 1"):
+        SolverOptions(memory=0)
