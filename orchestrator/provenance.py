@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["Provenance", "collect"]
+__all__ = ["Provenance", "collect", "git_state"]
 
 
 @dataclass
@@ -41,6 +41,15 @@ def collect(project: Path) -> Provenance:
     found.files["env/pip-freeze.txt"] = _freeze().encode()
     found.files["env/python.txt"] = f"{sys.version}\n{sys.executable}\n".encode()
     return found
+
+
+def git_state(project: Path) -> tuple[str | None, bool]:
+    """The project's HEAD commit (None outside git) and whether its working tree has changes."""
+    commit = _git(project, "rev-parse", "HEAD")
+    if not commit:
+        return None, False
+    status = _git(project, "status", "--porcelain") or ""
+    return commit, bool(status.strip())
 
 
 def _git(project: Path, *args: str) -> str | None:
