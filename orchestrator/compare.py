@@ -56,7 +56,9 @@ def resolve_ref(ref: str, *, client: MlflowClient, storage_url: str | None) -> s
     number = int(number_text)
     run_id = None
     if storage_url is not None:
-        study = load_study(open_storage(storage_url), study_name, storage_url=storage_url)
+        study = load_study(
+            open_storage(storage_url, read_only=True), study_name, storage_url=storage_url
+        )
         trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
         if not trials:
             raise RunError(f"{ref!r}: study {study_name!r} has no trial {number}")

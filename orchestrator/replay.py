@@ -21,7 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities import Run as MlflowRun
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
-from orchestrator.errors import OrchError, RunError
+from orchestrator.errors import OrchError, RunError, StudyError
 from orchestrator.jobref import load_job, project_root
 from orchestrator.outcome import Outcome, from_result
 from orchestrator.provenance import git_state
@@ -272,7 +272,10 @@ def _study_params(study_name: str, number: int, storage_url: str | None) -> dict
     """The sampled params of trial ``number`` from the study, if the storage holds it."""
     if storage_url is None:
         return None
-    storage = open_storage(storage_url)
+    try:
+        storage = open_storage(storage_url, read_only=True)
+    except StudyError:
+        return None  # not at hand: the spec's space types the logged strings instead
     if not study_exists(storage, study_name):
         return None
     study = load_study(storage, study_name, storage_url=storage_url)

@@ -179,7 +179,7 @@ def _draw(study: optuna.Study, plot: _Plot, folder: Path) -> None:
 
     png, page = folder / f"{plot.name}.png", folder / f"{plot.name}.html"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore")  # experimental-API and few-trials notes: not news here
         with matplotlib.rc_context():  # Optuna's plots switch the global style to ggplot
             axes = getattr(static, plot.function)(study, **plot.kwargs)
             first = axes.flat[0] if isinstance(axes, np.ndarray) else axes

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 from mlflow import MlflowClient
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from orchestrator.results import load_study, study_summary
@@ -26,7 +27,6 @@ from orchestrator.study import (
     GRACE_S,
     INTERRUPTED_ATTR,
     RUN_ID_ATTR,
-    finished_count,
     open_storage,
 )
 
@@ -82,12 +82,14 @@ class StatusReader:
     def __init__(self, *, storage_url: str, tracking_uri: str) -> None:
         self.storage_url = storage_url
         self.tracking_uri = tracking_uri
-        self._storage = open_storage(storage_url)
+        self._storage: BaseStorage | None = None
         self._client = MlflowClient(tracking_uri)
         self._specs: dict[str, tuple[float, Spec | None]] = {}
 
     def read(self, study: str | None = None) -> list[StudyStatus]:
         """The status of ``study``, or of every study in the storage (sorted by name)."""
+        if self._storage is None:  # opened on first use: a reader never creates the storage
+            self._storage = open_storage(self.storage_url, read_only=True)
         if study is not None:
             names = [study]
         else:
@@ -109,7 +111,7 @@ class StatusReader:
             counts=summary["counts"],
             best_trials=summary["best_trials"],
             parent_run_id=summary["parent_run_id"],
-            finished=finished_count(study),
+            finished=len(_finished(trials)),
             mean_duration_s=_mean_duration(trials),
         )
         spec = self._spec(status)
@@ -171,15 +173,16 @@ class StatusReader:
         return found
 
 
-def _mean_duration(trials: list[optuna.trial.FrozenTrial]) -> float | None:
-    """Mean wall time of finished trials (interrupted ones left out)."""
-    durations = [
-        t.duration.total_seconds()
-        for t in trials
-        if t.state in FINISHED_STATES
-        and t.duration is not None
-        and not t.user_attrs.get(INTERRUPTED_ATTR)
+def _finished(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Trials that ended, interrupted ones left out (they are queued to run again)."""
+    return [
+        t for t in trials if t.state in FINISHED_STATES and not t.user_attrs.get(INTERRUPTED_ATTR)
     ]
+
+
+def _mean_duration(trials: list[optuna.trial.FrozenTrial]) -> float | None:
+    """Mean wall time of finished trials."""
+    durations = [t.duration.total_seconds() for t in _finished(trials) if t.duration is not None]
     return sum(durations) / len(durations) if durations else None
 
 

@@ -203,7 +203,9 @@ def _log_report(name: str, where: Locations, parent_run_id: str | None) -> list[
 
         from orchestrator.report import log_report
 
-        study = optuna.load_study(study_name=name, storage=open_storage(where.storage))
+        study = optuna.load_study(
+            study_name=name, storage=open_storage(where.storage, read_only=True)
+        )
         log_report(study, client=MlflowClient(where.tracking_uri), parent_run_id=parent_run_id)
     except Exception as exc:
         return [f"report: {type(exc).__name__}: {exc}".splitlines()[0]]

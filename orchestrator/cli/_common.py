@@ -60,13 +60,14 @@ def print_best(trials: list[dict[str, Any]], *, title: str | None = None) -> Non
         return
     table = Table(title=title or ("best trial" if len(trials) == 1 else "best trials"))
     metrics = list(trials[0]["values"])
-    for column in ("trial", *metrics, "params", "mlflow run"):
+    for column in ("trial", *metrics, "params"):
         table.add_column(column, overflow="fold")
+    table.add_column("mlflow run", no_wrap=True, min_width=32)  # ids stay whole for copying
     for t in trials:
         params = ", ".join(f"{k}={short(v)}" for k, v in t["params"].items())
         link = t.get("mlflow_run") or {}
-        run = Text(link.get("url") or t["mlflow_run_id"] or "")
-        if link.get("url"):
+        run = Text(t["mlflow_run_id"] or "")
+        if link.get("url"):  # clickable in terminals that support links
             run.stylize(f"link {link['url']}")
         values = [short(t["values"].get(m)) for m in metrics]
         table.add_row(str(t["number"]), *values, params, run)

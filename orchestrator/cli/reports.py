@@ -48,7 +48,9 @@ def export_command(
     from orchestrator.export import export_study
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = load_study(open_storage(where.storage), study, storage_url=where.storage)
+    loaded = load_study(
+        open_storage(where.storage, read_only=True), study, storage_url=where.storage
+    )
     trials, intermediate = export_study(loaded, path=output)
     out.print(
         f"wrote {len(loaded.trials)} trials to {trials} and their intermediate values to "
@@ -181,7 +183,9 @@ def report_command(
     from orchestrator.study import PARENT_RUN_ATTR
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = load_study(open_storage(where.storage), study, storage_url=where.storage)
+    loaded = load_study(
+        open_storage(where.storage, read_only=True), study, storage_url=where.storage
+    )
     folder = output or Path(f"{study}-report")
     files = build_report(loaded, folder, tracking_uri=where.tracking_uri)
     out.print(f"wrote {len(files)} files; open {files[0]}", markup=False, highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import datetime
 from typing import Annotated
@@ -25,7 +26,6 @@ from orchestrator.cli._common import (
     print_json,
     short,
 )
-from orchestrator.errors import OrchError
 from orchestrator.status import StatusReader, StudyStatus
 from orchestrator.study import open_storage
 from orchestrator.workspace import resolve_locations
@@ -77,7 +77,9 @@ def best_command(
 ) -> None:
     """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = results.load_study(open_storage(where.storage), study, storage_url=where.storage)
+    loaded = results.load_study(
+        open_storage(where.storage, read_only=True), study, storage_url=where.storage
+    )
     summary = results.best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
     if json_:
         print_json(summary)
@@ -94,7 +96,9 @@ def best_command(
         title = f"best of {study} ({summary['metrics'][0]}, {summary['directions'][0]})"
     print_best(trials, title=title)
     links = [t["mlflow_run"] for t in trials if t.get("mlflow_run")]
-    if links and links[0]["url"] is None:
+    if links and links[0]["url"]:
+        out.print(f"open: {links[0]['url']}", soft_wrap=True, markup=False, highlight=False)
+    elif links:
         out.print(
             f"runs: `orch ui` serves {where.tracking_uri}; open <ui address>/{links[0]['path']}",
             soft_wrap=True,
@@ -107,6 +111,7 @@ def best_command(
 
 def _watch(reader: StatusReader, study: str | None, storage: str, interval: float) -> None:
     """Redraw the status every ``interval`` seconds until Ctrl-C; keep going past read errors."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where SIGINT was ignored
     last: RenderableType = Text("reading…")
     try:
         with Live(last, console=out, auto_refresh=False) as live:
@@ -114,8 +119,10 @@ def _watch(reader: StatusReader, study: str | None, storage: str, interval: floa
                 try:
                     last = _render(reader.read(study), storage)
                     view: RenderableType = last
-                except OrchError as exc:
-                    view = Group(last, Text(f"refresh failed: {exc}", style="red"))
+                except Exception as exc:  # e.g. the storage is busy or not created yet
+                    problem = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    failed = f"refresh failed: {type(exc).__name__}: {problem}"
+                    view = Group(last, Text(failed, style="red"))
                 stamp = datetime.now().strftime("%H:%M:%S")
                 live.update(
                     Group(view, Text(f"updated {stamp} · Ctrl-C to stop", style="dim")),
