@@ -6,7 +6,6 @@ Specs are passed as objects so the project is the repository (the sweep records 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import optuna
 import pytest
 import yaml
 
+from orchestrator.cli import main
 from orchestrator.spec import Spec
 from orchestrator.sweep import SweepResult, sweep
 from tests.conftest import REPO
@@ -27,7 +27,7 @@ name: results
 job: jobs.quadratic:run
 objective: {metric: loss, direction: minimize}
 trials: 8
-parallel: 4
+parallel: 2
 sampler: {type: random, seed: 3}
 pruner: {type: median, warmup_steps: 1, startup_trials: 3}
 space:
@@ -45,7 +45,7 @@ objective:
   - {metric: error, direction: minimize}
   - {metric: cost, direction: minimize}
 trials: 6
-parallel: 3
+parallel: 2
 sampler: {type: random, seed: 1}
 space:
   x: {type: float, low: 0.0, high: 1.0}
@@ -74,10 +74,12 @@ def spec_of(text: str) -> Spec:
     return Spec.model_validate(yaml.safe_load(textwrap.dedent(text)))
 
 
-def _finished(tmp_path_factory: pytest.TempPathFactory, text: str) -> Finished:
+def _finished(
+    tmp_path_factory: pytest.TempPathFactory, text: str, *, report: bool = True
+) -> Finished:
     workspace = tmp_path_factory.mktemp("ws")
     spec = spec_of(text)
-    result = sweep(spec, workspace=workspace, log_to_driver=False)
+    result = sweep(spec, workspace=workspace, log_to_driver=False, report=report)
     assert not result.errors, result.errors
     return Finished(workspace, result, load(workspace, spec.name))
 
@@ -90,18 +92,33 @@ def finished(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Finis
 
 @pytest.fixture(scope="session")
 def front(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Finished:
-    """The two-objective sweep (a Pareto front)."""
-    return _finished(tmp_path_factory, MULTI)
+    """The two-objective sweep (a Pareto front); its report is made by ``orch report``."""
+    return _finished(tmp_path_factory, MULTI, report=False)
+
+
+@dataclass
+class Ran:
+    """What one ``orch`` command did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 @pytest.fixture
-def orch() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the ``orch`` command line in a fresh process, as a person would."""
+def orch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
+    """Run ``orch ARGS`` through its console entry point (exit codes included), in-process."""
 
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*ORCH, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=ENV
-        )
+    def run(*args: str) -> Ran:
+        monkeypatch.setattr(sys, "argv", ["orch", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return Ran(code, captured.out, captured.err)
 
     return run
 

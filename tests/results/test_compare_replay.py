@@ -42,6 +42,11 @@ def test_compare_shows_differing_params_metrics_and_curves(finished, tmp_path):
         logged = client.get_run(trial.user_attrs["mlflow_run_id"]).data.metrics
         assert found.metrics["loss"][i] == logged["loss"] == pytest.approx(trial.value)
     assert set(found.histories) == {"loss", "x_sq"}  # "distance" is only logged once
+    # Without the study storage, trial refs are found through the runs' tags.
+    tagged = compare_runs(
+        [f"results:{a.number}", f"results:{b.number}"], tracking_uri=finished.tracking_uri
+    )
+    assert [r.run_id for r in tagged.runs] == [r.run_id for r in found.runs]
 
     plot = tmp_path / "curves.png"
     result = CliRunner().invoke(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -56,6 +57,7 @@ def test_status_of_a_running_sweep_shows_where_its_trials_run(ray_local, tmp_pat
             continue
         if status.finished >= 1 and status.running and all(t.node for t in status.running):
             seen = status
+            table = CliRunner().invoke(app, ["status", "live", "--workspace", str(tmp_path)])
     thread.join(timeout=120)
     assert not errors, errors
     assert seen is not None, "never saw a finished and a running trial at once"
@@ -66,6 +68,8 @@ def test_status_of_a_running_sweep_shows_where_its_trials_run(ray_local, tmp_pat
     assert trial.attempt == 0 and trial.mlflow_run_id
     assert 0 <= trial.elapsed_s < 60
     assert seen.mean_duration_s >= 3 and 0 <= seen.eta_s <= 2 * seen.mean_duration_s
+    assert table.exit_code == 0, table.output
+    assert "running trials" in table.output and trial.node in table.output
 
     done = reader.read("live")[0]
     assert done.state == "done" and done.finished == 3 and not done.running
@@ -116,16 +120,22 @@ def test_status_watch_redraws_until_ctrl_c(finished):
         [*ORCH, "status", "--watch", "--interval", "0.5", "--workspace", str(finished.workspace)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
         cwd=REPO,
-        env=ENV,
+        env={**ENV, "FORCE_COLOR": "1"},  # a terminal as far as rich knows: every redraw shows
     )
     try:
-        time.sleep(8)
+        shown = b""
+        deadline = time.monotonic() + 120
+        while shown.count(b"Ctrl-C to stop") < 2 and time.monotonic() < deadline:
+            chunk = os.read(watch.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            shown += chunk
+        assert shown.count(b"Ctrl-C to stop") >= 2, shown[-2000:]  # drawn, then redrawn
         watch.send_signal(signal.SIGINT)
         out, err = watch.communicate(timeout=30)
     finally:
         watch.kill()
     assert watch.returncode == 0, err
-    assert "Traceback" not in err
-    assert "results" in out and "Ctrl-C to stop" in out
+    assert b"Traceback" not in err
+    assert b"results" in shown + out

@@ -62,7 +62,8 @@ def _kill_group(pid: int) -> None:
 
 @pytest.mark.slow
 def test_mlflow_ui_lists_the_sweep_and_its_trials_in_chromium(finished, tmp_path):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from playwright.sync_api import sync_playwright  # a dev dependency: fail loudly if missing
+
     assert CHROMIUM.exists(), "install Debian's chromium: apt-get install -y chromium"
     port = free_port()
     ui = subprocess.Popen(
