@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.report import build_report
+from orchestrator.sweep import _log_report
+from orchestrator.workspace import resolve_locations
 from tests.results.test_compare_replay import assert_png
 
 
@@ -65,3 +67,9 @@ def test_report_skips_what_a_small_study_cannot_show(tmp_path):
     assert_png(tmp_path / "out" / "plots" / "history.png")
     assert not (tmp_path / "out" / "plots" / "importances.png").exists()
     assert_html(tmp_path / "out" / "index.html", "needs at least 2 complete trials")
+
+
+def test_a_report_that_cannot_be_logged_is_an_error_of_the_sweep_not_a_crash(finished):
+    where = resolve_locations(workspace=finished.workspace)
+    errors = _log_report("results", where, parent_run_id="0" * 32)  # no such run
+    assert len(errors) == 1 and errors[0].startswith("report: ")
