@@ -9,9 +9,9 @@ from typing import Any
 from mlflow import MlflowClient
 
 from orchestrator.errors import RunError
-from orchestrator.results import load_study
+from orchestrator.results import read_study
 from orchestrator.runs import find_trial_run, get_run, metric_histories
-from orchestrator.study import RUN_ID_ATTR, open_storage
+from orchestrator.study import RUN_ID_ATTR
 
 __all__ = ["Compared", "Comparison", "compare_runs", "plot_curves", "resolve_ref"]
 
@@ -56,9 +56,7 @@ def resolve_ref(ref: str, *, client: MlflowClient, storage_url: str | None) -> s
     number = int(number_text)
     run_id = None
     if storage_url is not None:
-        study = load_study(
-            open_storage(storage_url, read_only=True), study_name, storage_url=storage_url
-        )
+        study = read_study(storage_url, study_name)
         trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
         if not trials:
             raise RunError(f"{ref!r}: study {study_name!r} has no trial {number}")

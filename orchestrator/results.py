@@ -11,7 +11,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.errors import StudyError
 from orchestrator.runs import run_links
-from orchestrator.study import INTERRUPTED_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR, study_exists
+from orchestrator.study import (
+    INTERRUPTED_ATTR,
+    PARENT_RUN_ATTR,
+    RUN_ID_ATTR,
+    open_storage,
+    study_exists,
+)
 
 __all__ = [
     "best_summary",
@@ -19,6 +25,7 @@ __all__ = [
     "describe_trial",
     "load_study",
     "metric_names",
+    "read_study",
     "state_counts",
     "study_summary",
 ]
@@ -31,6 +38,15 @@ def load_study(storage: BaseStorage, name: str, *, storage_url: str) -> optuna.S
         known = ", ".join(names) if names else "none"
         raise StudyError(f"no study {name!r} in {storage_url} (studies there: {known})")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def read_study(storage_url: str, name: str) -> optuna.Study:
+    """Load study ``name`` from ``storage_url`` to read it (never creating the storage)."""
+    try:
+        storage = open_storage(storage_url, read_only=True)
+    except StudyError as exc:
+        raise StudyError(f"no study {name!r}: {exc}") from None
+    return load_study(storage, name, storage_url=storage_url)
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

@@ -83,8 +83,15 @@ class StatusReader:
         self.storage_url = storage_url
         self.tracking_uri = tracking_uri
         self._storage: BaseStorage | None = None
-        self._client = MlflowClient(tracking_uri)
+        self._mlflow: MlflowClient | None = None
         self._specs: dict[str, tuple[float, Spec | None]] = {}
+
+    @property
+    def _client(self) -> MlflowClient:
+        """The MLflow client, made on first use (it creates a missing sqlite store)."""
+        if self._mlflow is None:
+            self._mlflow = MlflowClient(self.tracking_uri)
+        return self._mlflow
 
     def read(self, study: str | None = None) -> list[StudyStatus]:
         """The status of ``study``, or of every study in the storage (sorted by name)."""

@@ -21,8 +21,7 @@ from orchestrator.cli._common import (
     print_json,
     short,
 )
-from orchestrator.results import load_study
-from orchestrator.study import open_storage
+from orchestrator.results import read_study
 from orchestrator.workspace import resolve_locations
 
 StudyArg = Annotated[str, typer.Argument(help="The study name.", show_default=False)]
@@ -48,9 +47,7 @@ def export_command(
     from orchestrator.export import export_study
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = load_study(
-        open_storage(where.storage, read_only=True), study, storage_url=where.storage
-    )
+    loaded = read_study(where.storage, study)
     trials, intermediate = export_study(loaded, path=output)
     out.print(
         f"wrote {len(loaded.trials)} trials to {trials} and their intermediate values to "
@@ -183,9 +180,7 @@ def report_command(
     from orchestrator.study import PARENT_RUN_ATTR
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = load_study(
-        open_storage(where.storage, read_only=True), study, storage_url=where.storage
-    )
+    loaded = read_study(where.storage, study)
     folder = output or Path(f"{study}-report")
     files = build_report(loaded, folder, tracking_uri=where.tracking_uri)
     out.print(f"wrote {len(files)} files; open {files[0]}", markup=False, highlight=False)

@@ -27,7 +27,6 @@ from orchestrator.cli._common import (
     short,
 )
 from orchestrator.status import StatusReader, StudyStatus
-from orchestrator.study import open_storage
 from orchestrator.workspace import resolve_locations
 
 _STATE_STYLE = {"running": "green", "done": "blue", "stopped": "yellow"}
@@ -77,9 +76,7 @@ def best_command(
 ) -> None:
     """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = results.load_study(
-        open_storage(where.storage, read_only=True), study, storage_url=where.storage
-    )
+    loaded = results.read_study(where.storage, study)
     summary = results.best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
     if json_:
         print_json(summary)

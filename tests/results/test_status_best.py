@@ -139,3 +139,13 @@ def test_status_watch_redraws_until_ctrl_c(finished):
     assert watch.returncode == 0, err
     assert b"Traceback" not in err
     assert b"results" in shown + out
+
+
+def test_reading_an_empty_workspace_creates_nothing(tmp_path, orch):
+    for args in (["best", "nope"], ["export", "nope", "-o", str(tmp_path / "t.csv")]):
+        done = orch(*args, "--workspace", str(tmp_path))
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: no study 'nope': no study storage at ")
+    done = orch("status", "--workspace", str(tmp_path))
+    assert done.returncode == 2 and "run a sweep first" in done.stderr
+    assert list(tmp_path.iterdir()) == []
