@@ -20,6 +20,7 @@ from orchestrator.errors import ClusterError
 from orchestrator.hub import StudyHub, Ticket
 from orchestrator.outcome import Outcome
 from orchestrator.spec import Resources, Spec
+from orchestrator.stopwatch import Stopwatch
 from orchestrator.tracking import Tracker
 from orchestrator.worker import run_attempt
 
@@ -43,19 +44,22 @@ _PING_S = 5.0
 @contextlib.contextmanager
 def ray_session(
     *, address: str | None, project: Path, log_to_driver: bool = True
-) -> Iterator[dict[str, Any] | None]:
-    """Connect to (or start) Ray; yield the runtime env trials need, or None if none is needed.
+) -> Iterator[None]:
+    """Start a local Ray, or connect to a cluster and ship the project folder to its workers.
 
     A Ray already initialised in this process is used as is and left running.
     """
     if ray.is_initialized():
-        yield None
+        yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        _use_token_if_available()
     try:
         ray.init(
             address=address,
             include_dashboard=False if address is None else None,
+            runtime_env=_shipped_project(project) if address is not None else None,
             log_to_driver=log_to_driver,
             logging_level="WARNING",
             configure_logging=True,
@@ -64,14 +68,24 @@ def ray_session(
         where = address or "a local Ray"
         raise ClusterError(f"cannot start or reach {where}: {exc}".splitlines()[0]) from None
     try:
-        yield _runtime_env(project) if address is not None else None
+        yield
     finally:
         ray.shutdown()
 
 
-def _runtime_env(project: Path) -> dict[str, Any] | None:
-    """Ship the project folder to a cluster's workers, unless the Ray job already did."""
-    if ray.get_runtime_context().runtime_env.get("working_dir"):
+def _use_token_if_available() -> None:
+    """Send Ray's auth token to the cluster when one exists (RAY_AUTH_TOKEN, its path, or
+    ~/.ray/auth_token): Ray's client only sends it in token mode, which it reads at import."""
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _shipped_project(project: Path) -> dict[str, Any] | None:
+    """The project folder as the workers' working dir, unless a submitted Ray job ships it."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         return None
     return {
         "working_dir": str(project),
@@ -194,7 +208,6 @@ class TrialLoop:
         target: int,
         search_path: list[str],
         tracking_uri: str,
-        runtime_env: dict[str, Any] | None,
         listener: Listener,
         stop: threading.Event,
     ) -> None:
@@ -203,10 +216,11 @@ class TrialLoop:
         self.target = target
         self.listener = listener
         self.stop = stop
+        self.stopwatch = Stopwatch()
         self._running: dict[Any, _Running] = {}
         self._finish_refs: list[Any] = []
         self._task = ray.remote(run_attempt).options(
-            max_retries=0, runtime_env=runtime_env, **_task_resources(spec.resources)
+            max_retries=0, **_task_resources(spec.resources)
         )
         self._args = (
             spec.job,
@@ -224,11 +238,14 @@ class TrialLoop:
         finished = ray.get(self.hub.finished.remote())
         while finished < self.target or self._running:
             if self.stop.is_set():
-                return LoopResult(interrupted=True, unfinished=self._cancel_all())
+                return LoopResult(interrupted=True, unfinished=self.abort())
             wanted = min(self._slots(), self.target - finished - len(self._running))
             if wanted > 0:
-                for ticket in ray.get(self.hub.ask.remote(wanted)):
-                    self._launch(ticket)
+                with self.stopwatch.time("ask"):
+                    tickets = ray.get(self.hub.ask.remote(wanted))
+                with self.stopwatch.time("launch"):
+                    for ticket in tickets:
+                        self._launch(ticket)
             finished += self._collect()
             self._enforce_timeouts()
             self._keep_alive()
@@ -254,9 +271,16 @@ class TrialLoop:
         """Handle every attempt that ended; return how many trials finished."""
         if not self._running:
             return 0
-        ready, _ = ray.wait(list(self._running), num_returns=1, timeout=_POLL_S)
-        if ready:
-            ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        with self.stopwatch.time("wait"):
+            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=_POLL_S)
+            if ready:
+                ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        with self.stopwatch.time("collect"):
+            done = self._handle(ready)
+        self._check_finish_refs()
+        return done
+
+    def _handle(self, ready: list[Any]) -> int:
         done = 0
         for ref in ready:
             running = self._running.pop(ref)
@@ -266,7 +290,6 @@ class TrialLoop:
             self._finish_refs.append(self.hub.finish.remote(running.ticket, outcome, placement))
             self.listener.finished(running.ticket, outcome)
             done += 1
-        self._check_finish_refs()
         return done
 
     def _result(self, ref: Any, running: _Running) -> tuple[Outcome | None, dict[str, str]]:
@@ -317,10 +340,12 @@ class TrialLoop:
         )
         ray.get(done)
 
-    def _cancel_all(self) -> list[Ticket]:
+    def abort(self) -> list[Ticket]:
+        """Cancel every running attempt; return their tickets (for the hub to close)."""
         for ref in self._running:
             ray.cancel(ref, force=True)
-        ray.get(self._finish_refs)
+        with contextlib.suppress(rex.RayError):
+            ray.get(self._finish_refs)
         tickets = [running.ticket for running in self._running.values()]
         self._running.clear()
         return tickets

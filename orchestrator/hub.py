@@ -19,6 +19,8 @@ from orchestrator.outcome import Outcome
 from orchestrator.samplers import build_pruner
 from orchestrator.space import suggest
 from orchestrator.spec import Spec
+from orchestrator.sqlite_tuning import tune_sqlite
+from orchestrator.stopwatch import Stopwatch, timed
 from orchestrator.study import (
     GRACE_S,
     INTERRUPTED_ATTR,
@@ -114,6 +116,8 @@ class StudyHub:
     ) -> None:
         self.spec = spec
         self.owner = owner
+        self.stopwatch = Stopwatch()
+        tune_sqlite()
         self.storage = open_storage(storage_url)
         self.study = open_study(spec, self.storage, resume=resume, storage_url=storage_url)
         self.pruner = build_pruner(spec)
@@ -149,12 +153,17 @@ class StudyHub:
             heartbeat(self.study, self.owner)
             self._last_beat = now
 
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Seconds and calls per hub activity so far."""
+        return self.stopwatch.summary()
+
     def finished(self) -> int:
         """Finished trials in the study, interrupted ones not counted."""
         return finished_count(self.study)
 
     # Trials -----------------------------------------------------------------------------------
 
+    @timed
     def ask(self, count: int) -> list[Ticket]:
         """Start ``count`` new trials (queued re-runs first) and open their runs."""
         self.ping()
@@ -171,6 +180,7 @@ class StudyHub:
             tickets.append(ticket)
         return tickets
 
+    @timed
     def retry(self, ticket: Ticket, reason: str) -> Ticket:
         """Close a failed attempt's run and open the next attempt with the same params."""
         self._tracker.end_trial(
@@ -180,6 +190,7 @@ class StudyHub:
         self._open_run(following)
         return following
 
+    @timed
     def report(
         self, key: str, trial_id: int, step: int, metrics: dict[str, float], ts: int
     ) -> bool:
@@ -193,14 +204,17 @@ class StudyHub:
             return False
         return self.pruner.prune(self.study, self.storage.get_trial(trial_id))
 
+    @timed
     def set_tags(self, key: str, tags: dict[str, str]) -> None:
         """Tag an attempt's run."""
         self._tracker.set_tags(key, tags)
 
+    @timed
     def log_artifact(self, key: str, name: str, data: bytes) -> None:
         """Store a file on an attempt's run."""
         self._tracker.log_artifact(key, name, data)
 
+    @timed
     def finish(self, ticket: Ticket, outcome: Outcome, placement: Mapping[str, str]) -> None:
         """Tell the study how the trial ended and close its run."""
         attrs: dict[str, Any] = {
@@ -226,6 +240,7 @@ class StudyHub:
         self._tracker.end_trial(ticket.key, state=outcome.state, metrics=finite, tags=tags)
         self.ping()
 
+    @timed
     def interrupt(self, tickets: list[Ticket], reason: str) -> None:
         """End unfinished attempts (FAIL, marked interrupted, queued to re-run); kill their runs."""
         for ticket in tickets:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import platform
 import subprocess
 import sys
@@ -9,7 +11,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["Provenance", "collect", "git_state"]
+__all__ = ["SUBMITTED_FILE", "Provenance", "collect", "git_state"]
+
+#: Written into the package ``orch submit`` uploads: the submitting machine's provenance (the
+#: copy of the project on the cluster has no .git).
+SUBMITTED_FILE = ".orch-provenance.json"
 
 
 @dataclass
@@ -18,6 +24,11 @@ class Provenance:
 
     tags: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The provenance as JSON (files base64-encoded), as ``orch submit`` ships it."""
+        files = {name: base64.b64encode(data).decode() for name, data in self.files.items()}
+        return json.dumps({"tags": self.tags, "files": files})
 
 
 def collect(project: Path) -> Provenance:
@@ -40,6 +51,9 @@ def collect(project: Path) -> Provenance:
             found.files["code/git-status.txt"] = status.encode()
     found.files["env/pip-freeze.txt"] = _freeze().encode()
     found.files["env/python.txt"] = f"{sys.version}\n{sys.executable}\n".encode()
+    shipped = project / SUBMITTED_FILE
+    if shipped.is_file():
+        _add_submitted(found, json.loads(shipped.read_text()))
     return found
 
 
@@ -50,6 +64,19 @@ def git_state(project: Path) -> tuple[str | None, bool]:
         return None, False
     status = _git(project, "status", "--porcelain") or ""
     return commit, bool(status.strip())
+
+
+def _add_submitted(found: Provenance, shipped: dict[str, object]) -> None:
+    """Take the git state from the submitting machine; keep this machine's environment too."""
+    tags = dict(shipped["tags"])  # type: ignore[call-overload]
+    for key, value in tags.items():
+        if key.startswith(("orch.git", "mlflow.source.git")):
+            found.tags[key] = value
+    found.tags["orch.submitted_from"] = tags.get("orch.project", "")
+    found.tags["orch.submitted_python"] = tags.get("orch.python", "")
+    for name, data in dict(shipped["files"]).items():  # type: ignore[call-overload]
+        target = name if name.startswith("code/") else f"submitted/{name}"
+        found.files[target] = base64.b64decode(data)
 
 
 def _git(project: Path, *args: str) -> str | None:

@@ -33,47 +33,52 @@ def grid_size(spec: Spec) -> int | None:
     return math.prod(len(values) for values in grid(spec.space).values())
 
 
-def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
-    """The sampler the spec names, seeded as asked."""
+def build_sampler(spec: Spec, *, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler the spec names, seeded as asked.
+
+    A study resumed after ``resumed_after`` trials gets the seed ``seed + resumed_after``: the
+    same seed again would replay the same random draws and evaluate old param sets twice.
+    """
     cfg = spec.sampler
+    seed = None if cfg.seed is None else cfg.seed + resumed_after
     samplers = optuna.samplers
     if cfg.type == "tpe":
         return samplers.TPESampler(
-            seed=cfg.seed,
+            seed=seed,
             n_startup_trials=cfg.n_startup_trials,
             multivariate=cfg.multivariate or cfg.group,
             group=cfg.group,
             constant_liar=cfg.constant_liar,
         )
     if cfg.type == "random":
-        return samplers.RandomSampler(seed=cfg.seed)
+        return samplers.RandomSampler(seed=seed)
     if cfg.type == "cmaes":
         return samplers.CmaEsSampler(
-            seed=cfg.seed,
+            seed=seed,
             n_startup_trials=cfg.n_startup_trials,
             sigma0=cfg.sigma0,
             restart_strategy=cfg.restart_strategy,
             warn_independent_sampling=False,
         )
     if cfg.type == "grid":
-        return _AskTellGridSampler(grid(spec.space), seed=cfg.seed)
+        return _AskTellGridSampler(grid(spec.space), seed=seed)
     if cfg.type == "nsga2":
         return samplers.NSGAIISampler(
-            seed=cfg.seed,
+            seed=seed,
             population_size=cfg.population_size,
             mutation_prob=cfg.mutation_prob,
             crossover_prob=cfg.crossover_prob,
         )
     if cfg.type == "nsga3":
-        return samplers.NSGAIIISampler(seed=cfg.seed, population_size=cfg.population_size)
+        return samplers.NSGAIIISampler(seed=seed, population_size=cfg.population_size)
     if cfg.type == "qmc":
         return samplers.QMCSampler(
-            seed=cfg.seed,
+            seed=seed,
             qmc_type=cfg.qmc_type,
             scramble=cfg.scramble,
             warn_independent_sampling=False,
         )
-    return samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+    return samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
 
 
 def build_pruner(spec: Spec) -> optuna.pruners.BasePruner:

@@ -130,11 +130,16 @@ def open_study(spec: Spec, storage: BaseStorage, *, resume: bool, storage_url: s
     """Create the spec's study, or load it when resuming (after :func:`check_study`)."""
     check_study(spec, storage, resume=resume, storage_url=storage_url)
     directions = [o.direction for o in spec.objectives]
+    earlier = 0
+    if study_exists(storage, spec.name):
+        earlier = len(
+            storage.get_all_trials(storage.get_study_id_from_name(spec.name), deepcopy=False)
+        )
     study = optuna.create_study(
         storage=storage,
         study_name=spec.name,
         directions=directions,
-        sampler=build_sampler(spec),
+        sampler=build_sampler(spec, resumed_after=earlier),
         pruner=build_pruner(spec),
         load_if_exists=True,
     )

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,21 +14,22 @@ from typing import Any
 
 import ray
 import yaml
+from ray.exceptions import RayActorError
 
 from orchestrator.errors import OrchError
 from orchestrator.executor import Listener, TrialLoop, ray_session, start_actors
 from orchestrator.hub import Ticket
-from orchestrator.jobref import load_job, project_root
 from orchestrator.outcome import Outcome
-from orchestrator.overrides import apply_overrides
 from orchestrator.provenance import collect
+from orchestrator.recovery import close_abandoned
 from orchestrator.results import study_summary
 from orchestrator.samplers import grid_size
-from orchestrator.spec import Spec, load_spec
+from orchestrator.spec import Spec
 from orchestrator.study import Owner, check_study, open_storage
+from orchestrator.validate import prepare
 from orchestrator.workspace import Locations, resolve_locations
 
-__all__ = ["SweepInterrupted", "SweepResult", "prepare", "sweep"]
+__all__ = ["SweepInterrupted", "SweepResult", "sweep"]
 
 
 class SweepInterrupted(OrchError):
@@ -52,6 +54,8 @@ class SweepResult:
     directions: list[str]
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    #: Seconds and calls per activity of the driver loop, the study hub and the MLflow tracker.
+    timings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (what ``orch sweep --json`` prints)."""
@@ -68,6 +72,7 @@ class SweepResult:
             ],
             "interrupted": self.interrupted,
             "errors": self.errors,
+            "timings": self.timings,
         }
 
 
@@ -79,28 +84,6 @@ class _Quiet:
     def retrying(self, ticket: Ticket, reason: str) -> None: ...
 
     def waiting(self, message: str) -> None: ...
-
-
-def prepare(
-    spec: Spec | str | Path,
-    *,
-    overrides: Sequence[str] = (),
-    trials: int | None = None,
-    parallel: int | None = None,
-) -> tuple[Spec, Path]:
-    """Load and validate a spec (with overrides) and import its job; return it and its project."""
-    extra = [f"trials={trials}"] * (trials is not None) + [f"parallel={parallel}"] * (
-        parallel is not None
-    )
-    if isinstance(spec, Spec):
-        project = Path.cwd()
-        data, _ = apply_overrides(spec.model_dump(mode="json"), [*overrides, *extra])
-        spec = Spec.model_validate(data)
-    else:
-        project = project_root(spec)
-        spec = load_spec(spec, overrides=[*overrides, *extra])
-    load_job(spec.job, search_path=[str(project)])
-    return spec, project
 
 
 def sweep(
@@ -130,15 +113,16 @@ def sweep(
     check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     spec_yaml = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     stop = threading.Event()
+    owner = Owner.current()
     found = collect(project)
-    with ray_session(address=address, project=project, log_to_driver=log_to_driver) as env:
+    with ray_session(address=address, project=project, log_to_driver=log_to_driver):
         hub, tracker = start_actors(
             spec=spec,
             spec_yaml=spec_yaml,
             storage_url=where.storage,
             tracking_uri=where.tracking_uri,
             artifact_location=where.artifact_location,
-            owner=Owner.current(),
+            owner=owner,
             resume=resume,
             parent_tags={**found.tags, "orch.overrides": " ".join(overrides)},
         )
@@ -150,20 +134,43 @@ def sweep(
             target=min(spec.trials, grid_size(spec) or spec.trials),
             search_path=[str(project)],
             tracking_uri=where.tracking_uri,
-            runtime_env=env,
             listener=listener or _Quiet(),
             stop=stop,
         )
         status = "FAILED"
+        timings: dict[str, Any] = {}
+        started = time.perf_counter()
         try:
             with _stop_on_sigint(stop):
                 outcome = loop.run()
             if outcome.interrupted:
                 ray.get(hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)"))
             status = "KILLED" if outcome.interrupted else "FINISHED"
+            timings = {"loop_s": round(time.perf_counter() - started, 3)}
+            timings["driver"] = loop.stopwatch.summary()
+            timings["hub"] = ray.get(hub.stats.remote())
+        except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
+            reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
+            with contextlib.suppress(RayActorError):
+                ray.get(hub.interrupt.remote(loop.abort(), reason))
+            raise
         finally:
-            errors = ray.get(hub.close.remote(status))
+            try:
+                errors = ray.get(hub.close.remote(status))
+                timings["tracker"] = ray.get(tracker.stats.remote())
+            except RayActorError as exc:
+                reason = f"the study hub was lost ({type(exc).__name__})"
+                close_abandoned(
+                    storage_url=where.storage,
+                    tracking_uri=where.tracking_uri,
+                    study_name=spec.name,
+                    owner=owner,
+                    status="FAILED",
+                    reason=reason,
+                )
+                errors = [f"{reason}; its running trials were re-queued and their runs closed"]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
+    result.timings = timings
     if report and status == "FINISHED":
         result.errors += _log_report(spec.name, where, result.parent_run_id)
     if result.interrupted:

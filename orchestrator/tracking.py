@@ -15,13 +15,24 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
     MAX_METRICS_PER_BATCH,
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
     MAX_TAG_VAL_LENGTH,
 )
 
-__all__ = ["RUN_STATUS", "Tracker", "close_open_runs", "ensure_experiment"]
+from orchestrator.auth import apply_mlflow_credentials
+from orchestrator.sqlite_tuning import tune_sqlite
+from orchestrator.stopwatch import Stopwatch, timed
+
+__all__ = [
+    "RUN_STATUS",
+    "Tracker",
+    "close_open_runs",
+    "ensure_experiment",
+    "open_children",
+]
 
 logger = logging.getLogger(__name__)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -74,6 +85,9 @@ class Tracker:
         artifact_location: str | None = None,
         flush_interval_s: float = 0.5,
     ) -> None:
+        self.stopwatch = Stopwatch()
+        tune_sqlite()
+        apply_mlflow_credentials(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
@@ -122,13 +136,9 @@ class Tracker:
     @_recorded
     def close_open_children(self, reason: str) -> None:
         """Close as KILLED every child run of the parent still RUNNING (left by a dead driver)."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
-            "and attributes.status = 'RUNNING'",
-            max_results=50000,
-        )
-        close_open_runs(self.client, (run.info.run_id for run in runs), reason=reason)
+        if self.parent_run_id is not None:
+            children = open_children(self.client, self.experiment_id, self.parent_run_id)
+            close_open_runs(self.client, children, reason=reason)
 
     @_recorded
     def log_parent_artifact(self, name: str, data: bytes) -> None:
@@ -148,7 +158,8 @@ class Tracker:
     ) -> str:
         """Open a child run for one trial attempt; return its run id."""
         run_tags = {"mlflow.parentRunId": self.parent_run_id or "", **tags}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
+        with self.stopwatch.time("create_run"):
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
         run_id = run.info.run_id
         self._runs[key] = run_id
         self._write(run_id, params=_params(params))
@@ -193,14 +204,18 @@ class Tracker:
     ) -> None:
         """Log final metrics and tags, then close the run (status: the state's, unless given)."""
         run_id = self._runs[key]
-        try:
-            self._flush_run(run_id)
-        except Exception as exc:  # still close the run; the metrics stay queued for flush()
-            self._errors.append(f"end_trial: {exc}")
+        with self._lock:
+            queued = self._pending.pop(run_id, [])
         step = self._last_step.get(key, 0)
         final_tags = {"optuna.state": state, **tags}
-        self._write(run_id, metrics=_metrics(metrics, step), tags=_tags(final_tags))
-        self.client.set_terminated(run_id, status or RUN_STATUS[state])
+        try:
+            self._write(run_id, metrics=[*queued, *_metrics(metrics, step)], tags=_tags(final_tags))
+        except Exception as exc:  # close the run anyway; the flusher retries its metrics
+            with self._lock:
+                self._pending[run_id][:0] = queued
+            self._errors.append(f"end_trial: {exc}")
+        with self.stopwatch.time("set_terminated"):
+            self.client.set_terminated(run_id, status or RUN_STATUS[state])
 
     # Delivery -------------------------------------------------------------------------------
 
@@ -244,6 +259,11 @@ class Tracker:
                 self._pending[run_id][:0] = entries
             raise
 
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Seconds and calls of MLflow writes so far."""
+        return self.stopwatch.summary()
+
+    @timed
     def _write(
         self,
         run_id: str,
@@ -254,13 +274,22 @@ class Tracker:
     ) -> None:
         metrics, params, tags = list(metrics), list(params), list(tags)
         with self._write_lock:
-            for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
-                self.client.log_batch(run_id, metrics=chunk, synchronous=True)
-            for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
-                self.client.log_batch(run_id, params=chunk, synchronous=True)
-            for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
-                self.client.log_batch(run_id, tags=chunk, synchronous=True)
+            while metrics or params or tags:  # one log_batch per MLflow batch limit, not per kind
+                cut = MAX_PARAMS_TAGS_PER_BATCH
+                batch_params, params = params[:cut], params[cut:]
+                batch_tags, tags = tags[:cut], tags[cut:]
+                room = MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
+                room = min(room, MAX_METRICS_PER_BATCH)
+                batch_metrics, metrics = metrics[:room], metrics[room:]
+                self.client.log_batch(
+                    run_id,
+                    metrics=batch_metrics,
+                    params=batch_params,
+                    tags=batch_tags,
+                    synchronous=True,
+                )
 
+    @timed
     def _upload(self, run_id: str, name: str, data: bytes) -> None:
         path = PurePosixPath(name)
         if path.is_absolute() or ".." in path.parts:
@@ -270,6 +299,17 @@ class Tracker:
             local.write_bytes(data)
             folder = str(path.parent) if str(path.parent) != "." else None
             self.client.log_artifact(run_id, str(local), artifact_path=folder)
+
+
+def open_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[str]:
+    """Ids of the child runs of ``parent_run_id`` still RUNNING."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
+        "and attributes.status = 'RUNNING'",
+        max_results=50000,
+    )
+    return [run.info.run_id for run in runs]
 
 
 def close_open_runs(
@@ -284,10 +324,6 @@ def close_open_runs(
             client.set_terminated(run_id, status)
             closed.append(run_id)
     return closed
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def _params(params: Mapping[str, Any]) -> list[Param]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
@@ -87,12 +88,12 @@ def run_attempt(
         gpu_ids=gpu_ids,
     )
     started = time.perf_counter()
-    log = io.StringIO()
+    log = OutputLog()
     with _tee_output(log):
         outcome = _call_job(job_ref, search_path, trial, objectives)
     outcome.duration_s = time.perf_counter() - started
-    if log.getvalue():
-        sink.log_artifact("output.log", log.getvalue().encode())
+    if log.text():
+        sink.log_artifact("output.log", log.text().encode())
     trial.close()
     return outcome, placement
 
@@ -116,6 +117,30 @@ def _call_job(
         return Outcome("FAIL", reason=summary[:_TRACEBACK_LIMIT], job_error=True)
 
 
+class OutputLog(io.TextIOBase):
+    """What a job printed, keeping the last ``limit`` characters (the end explains a failure)."""
+
+    def __init__(self, limit: int = 4_000_000) -> None:
+        self._chunks: collections.deque[str] = collections.deque()
+        self._size = 0
+        self._dropped = 0
+        self._limit = limit
+
+    def write(self, text: str) -> int:
+        self._chunks.append(text)
+        self._size += len(text)
+        while self._size > self._limit and len(self._chunks) > 1:
+            dropped = self._chunks.popleft()
+            self._size -= len(dropped)
+            self._dropped += len(dropped)
+        return len(text)
+
+    def text(self) -> str:
+        """The kept output, with a note of how much was dropped from its start."""
+        body = "".join(self._chunks)
+        return f"[... {self._dropped} characters dropped ...]\n{body}" if self._dropped else body
+
+
 class _Tee(io.TextIOBase):
     def __init__(self, *streams: TextIO) -> None:
         self._streams = streams
@@ -131,7 +156,7 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _tee_output(log: io.StringIO) -> Iterator[None]:
+def _tee_output(log: OutputLog) -> Iterator[None]:
     """Copy what the job prints into ``log`` while it still reaches the worker's own output."""
     with (
         contextlib.redirect_stdout(_Tee(sys.stdout, log)),

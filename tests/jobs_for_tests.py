@@ -63,3 +63,16 @@ def two_objectives(params: dict[str, Any], trial: Trial) -> dict[str, float]:
     """A trade-off: error falls and cost rises with x."""
     x = float(params["x"])
     return {"error": (1.0 - x) ** 2, "cost": x * x}
+
+
+def where(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Tag the test node this attempt runs on, sleep, and return what devices it saw."""
+    trial.set_tag("test_node", os.environ.get("ORCH_TEST_NODE", "none"))
+    trial.report(0, loss=1.0)
+    time.sleep(float(params.get("seconds", 1.0)))
+    visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+    return {
+        "loss": float(params["x"]),
+        "visible_gpus": float(len(visible)),
+        "device_is_cpu": float(trial.device.type == "cpu"),
+    }

@@ -62,12 +62,13 @@ def test_grid_enumerates_every_combination_once():
     assert len(combos) == 18
 
 
-@pytest.mark.parametrize(
-    "sampler", ["tpe", "random", "cmaes", "nsga2", "nsga3", "qmc", "gp"]
-)
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsga2", "nsga3", "qmc", "gp"])
 def test_every_sampler_builds_and_samples(sampler):
     spec = make_spec(
-        {"x": {"type": "float", "low": 0.0, "high": 1.0}, "n": {"type": "int", "low": 1, "high": 4}},
+        {
+            "x": {"type": "float", "low": 0.0, "high": 1.0},
+            "n": {"type": "int", "low": 1, "high": 4},
+        },
         sampler={"type": sampler, "seed": 0},
     )
     study = optuna.create_study(sampler=build_sampler(spec))

@@ -81,7 +81,10 @@ def test_single_objective_mapping_and_defaults(write_spec):
             MINIMAL.replace("low: -1.0", "low: 3.0"),
             "spec.yaml:5: space.x: low (3.0) must not exceed high (1.0)",
         ),
-        (MINIMAL + "trials: 0\n", "spec.yaml:6: trials: Input should be greater than or equal to 1"),
+        (
+            MINIMAL + "trials: 0\n",
+            "spec.yaml:6: trials: Input should be greater than or equal to 1",
+        ),
         (
             MINIMAL + "sampler: {type: tpee}\n",
             "spec.yaml:6: sampler: unknown type 'tpee'",
@@ -172,7 +175,8 @@ def test_bad_overrides_say_so(write_spec, override, expected):
 
 def test_objective_list_index_override(write_spec):
     spec = load_spec(
-        write_spec(ISSUE_EXAMPLE), overrides=["objective.1.metric=nfe_forward", "space.rank.step=16"]
+        write_spec(ISSUE_EXAMPLE),
+        overrides=["objective.1.metric=nfe_forward", "space.rank.step=16"],
     )
     assert spec.objectives[1].metric == "nfe_forward"
     assert spec.space["rank"].step == 16
@@ -184,8 +188,19 @@ def test_schema_is_json_schema_and_accepts_the_example(write_spec):
     schema = spec_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     json.dumps(schema)
-    for field in ("name", "job", "objective", "trials", "parallel", "resources", "sampler",
-                  "pruner", "space", "fixed", "retries"):
+    for field in (
+        "name",
+        "job",
+        "objective",
+        "trials",
+        "parallel",
+        "resources",
+        "sampler",
+        "pruner",
+        "space",
+        "fixed",
+        "retries",
+    ):
         assert field in schema["properties"], field
     jsonschema.validate(yaml.safe_load(ISSUE_EXAMPLE), schema)
     with pytest.raises(jsonschema.ValidationError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -29,7 +30,7 @@ def test_quadratic_sweep_tracks_every_trial(tmp_path):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["orch.best_trial"] == str(study.best_trial.number)
     spec_text = client(tmp_path).download_artifacts(parent.info.run_id, "spec.yaml", str(tmp_path))
-    assert "jobs.quadratic:run" in open(spec_text).read()
+    assert "jobs.quadratic:run" in Path(spec_text).read_text()
     assert len(children) == 6
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
     for trial in study.trials:
@@ -93,8 +94,8 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, write_spec)
     assert "residual exploded" in diverged_run.data.tags["orch.fail_reason"]
     logged = by_mode["artifact"].user_attrs["mlflow_run_id"]
     folder = client(tmp_path).download_artifacts(logged, "", str(tmp_path / "dl"))
-    assert open(f"{folder}/notes.txt").read() == "hello from the trial"
-    assert "printed by the job" in open(f"{folder}/output.log").read()
+    assert Path(folder, "notes.txt").read_text() == "hello from the trial"
+    assert "printed by the job" in Path(folder, "output.log").read_text()
     assert all(r.info.status != "RUNNING" for r in children)
 
 
@@ -157,11 +158,12 @@ def test_concurrent_trials_lose_no_metric(tmp_path, write_spec):
 
 def test_existing_study_needs_resume_and_resume_tops_up(tmp_path):
     first = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=3)
-    with pytest.raises(StudyError, match="already exists .* add --resume"):
+    with pytest.raises(StudyError, match=r"already exists .* add --resume"):
         sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=5)
     second = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=5, resume=True)
     study = load(tmp_path, "quadratic")
     assert len(study.trials) == 5  # topped up from 3 to 5, not 3 + 5
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5  # no draw replayed
     assert second.parent_run_id == first.parent_run_id
     parent, children = runs(tmp_path, "quadratic")
     assert len(children) == 5 and parent.info.status == "FINISHED"
@@ -232,13 +234,53 @@ def test_worker_killed_mid_trial_is_retried_with_the_same_params(tmp_path, write
     assert len(children) == 4  # one lost attempt and one good attempt per trial
     for trial in study.trials:
         assert trial.user_attrs["orch.attempts"] == 2
-        attempts = [
-            r for r in children if r.data.tags["optuna.trial_number"] == str(trial.number)
-        ]
-        lost = [r for r in attempts if r.data.tags["orch.attempt"] == "0"][0]
-        good = [r for r in attempts if r.data.tags["orch.attempt"] == "1"][0]
+        attempts = [r for r in children if r.data.tags["optuna.trial_number"] == str(trial.number)]
+        lost = next(r for r in attempts if r.data.tags["orch.attempt"] == "0")
+        good = next(r for r in attempts if r.data.tags["orch.attempt"] == "1")
         assert lost.info.status == "FAILED"
         assert "WorkerCrashedError" in lost.data.tags["orch.fail_reason"]
         assert good.info.status == "FINISHED" and good.data.metrics["attempt"] == 1.0
         assert lost.data.params == good.data.params
         assert math.isclose(float(good.data.params["x"]), trial.params["x"])
+
+
+@pytest.mark.slow
+def test_sixteen_trials_by_two_hundred_steps_keep_every_point(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: flood
+        job: tests.jobs_for_tests:steps
+        objective: {metric: loss}
+        trials: 16
+        parallel: 16
+        resources: {cpus: 0.5}
+        sampler: {type: random, seed: 0}
+        space:
+          x: {type: float, low: 0.0, high: 1.0}
+        fixed: {n_steps: 200}
+        """
+    )
+    sweep(spec, workspace=tmp_path)
+    study = load(tmp_path, "flood")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 16
+    points = 0
+    mlflow = client(tmp_path)
+    for trial in study.trials:
+        assert sorted(trial.intermediate_values) == list(range(200))
+        history = mlflow.get_metric_history(trial.user_attrs["mlflow_run_id"], "loss")
+        by_step = {m.step: m.value for m in history}
+        for step, value in trial.intermediate_values.items():
+            assert by_step[step] == pytest.approx(value)
+            points += 1
+    assert points == 3200
+
+
+def test_journal_file_storage_works_like_sqlite(tmp_path):
+    journal = tmp_path / "study.log"
+    result = sweep(
+        "search_spaces/quadratic.yaml", workspace=tmp_path, trials=3, storage=f"journal:{journal}"
+    )
+    assert journal.stat().st_size > 0
+    assert result.storage == f"journal:{journal}"
+    assert sum(result.counts[s] for s in ("COMPLETE", "PRUNED")) == 3
+    assert not (tmp_path / "optuna.db").exists()

@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from orchestrator.cli import reports, results, sweep  # noqa: F401  (registers their commands)
+from orchestrator.cli import cluster, reports, results, sweep  # noqa: F401  (registers their commands)
 from orchestrator.cli._common import app
 from orchestrator.errors import ClusterError, OrchError
 
@@ -17,7 +17,7 @@ __all__ = ["app", "main"]
 def main() -> None:
     """Console entry point: one line on stderr and exit 2 for bad input, 1 for cluster trouble."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except OrchError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(1 if isinstance(exc, ClusterError) else 2)
@@ -28,3 +28,4 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,6 +31,16 @@ from orchestrator.status import StatusReader, StudyStatus
 from orchestrator.workspace import resolve_locations
 
 _STATE_STYLE = {"running": "green", "done": "blue", "stopped": "yellow"}
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ask a cluster's head (http://HEAD:8265), where its study storage lives.",
+    ),
+]
+TokenFileOpt = Annotated[
+    Path | None, typer.Option(help="File holding the cluster's Ray token (with --address).")
+]
 
 
 @app.command("status")
@@ -45,12 +56,25 @@ def status_command(
     tracking_uri: TrackingOpt = None,
     workspace: WorkspaceOpt = None,
     json_: JsonOpt = False,
+    address: RemoteOpt = None,
+    token_file: TokenFileOpt = None,
 ) -> None:
     """Studies with trials per state, best values, running trials (node, GPU) and ETA."""
     if watch and json_:
         raise typer.BadParameter(
             "--watch draws a live table; drop it for --json", param_hint="--watch"
         )
+    if address:
+        if watch:
+            raise typer.BadParameter(
+                "--watch reads the storage itself; run it on the head, or drop --address",
+                param_hint="--watch",
+            )
+        args = ["status", *([study] if study else []), *_store_args(storage, tracking_uri, json_)]
+        from orchestrator.cli.cluster import query_head
+
+        query_head(address=address, token_file=token_file, args=args)
+        return
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     reader = StatusReader(storage_url=where.storage, tracking_uri=where.tracking_uri)
     if json_:
@@ -73,8 +97,16 @@ def best_command(
     tracking_uri: TrackingOpt = None,
     workspace: WorkspaceOpt = None,
     json_: JsonOpt = False,
+    address: RemoteOpt = None,
+    token_file: TokenFileOpt = None,
 ) -> None:
     """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
+    if address:
+        args = ["best", study, f"--top={top}", *_store_args(storage, tracking_uri, json_)]
+        from orchestrator.cli.cluster import query_head
+
+        query_head(address=address, token_file=token_file, args=args)
+        return
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     loaded = results.read_study(where.storage, study)
     summary = results.best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
@@ -104,6 +136,14 @@ def best_command(
         )
     for problem in summary["problems"]:
         err.print(problem, style="yellow", markup=False, highlight=False)
+
+
+def _store_args(storage: str | None, tracking_uri: str | None, json_: bool) -> list[str]:
+    """The options a query on the head takes over from this command."""
+    args = [f"--storage={storage}"] * bool(storage) + [f"--tracking-uri={tracking_uri}"] * bool(
+        tracking_uri
+    )
+    return args + ["--json"] * json_
 
 
 def _watch(reader: StatusReader, study: str | None, storage: str, interval: float) -> None:

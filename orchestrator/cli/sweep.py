@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from orchestrator.cli._common import (
     print_json,
 )
 from orchestrator.spec import spec_schema
-from orchestrator.sweep import SweepInterrupted, SweepResult, prepare, sweep
+from orchestrator.validate import prepare
 
 AddressOpt = Annotated[
     str | None,
@@ -47,6 +48,7 @@ def sweep_command(
 ) -> None:
     """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
     from orchestrator.progress import SweepProgress
+    from orchestrator.sweep import SweepInterrupted, sweep
 
     checked, _ = prepare(spec, overrides=set_ or [], trials=trials, parallel=parallel)
     kwargs: dict[str, Any] = dict(
@@ -60,8 +62,9 @@ def sweep_command(
         workspace=workspace,
     )
     try:
-        if json_:
-            result = sweep(spec, log_to_driver=False, **kwargs)
+        if json_:  # stdout carries the JSON alone: whatever else is printed goes to stderr
+            with contextlib.redirect_stdout(sys.stderr):
+                result = sweep(spec, log_to_driver=False, **kwargs)
         else:
             with SweepProgress(checked, console=err) as progress:
                 result = sweep(spec, listener=progress, **kwargs)
@@ -90,7 +93,7 @@ def schema_command() -> None:
     sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
 
 
-def _print_result(result: SweepResult, *, json_: bool) -> None:
+def _print_result(result: Any, *, json_: bool) -> None:
     if json_:
         print_json(result.to_dict())
         return

@@ -1,0 +1,31 @@
+"""Closing what a sweep left open when its study hub died before it could close it itself."""
+
+from __future__ import annotations
+
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from orchestrator.study import OWNER_ATTR, PARENT_RUN_ATTR, Owner, heartbeat, open_storage, requeue
+from orchestrator.tracking import close_open_runs, open_children
+
+__all__ = ["close_abandoned"]
+
+
+def close_abandoned(
+    *, storage_url: str, tracking_uri: str, study_name: str, owner: Owner, status: str, reason: str
+) -> None:
+    """Re-queue ``owner``'s RUNNING trials and close the sweep's open MLflow runs."""
+    storage = open_storage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(OWNER_ATTR) == owner.id:
+            requeue(study, storage, trial, reason)
+    heartbeat(study, owner, ended=True)
+    parent = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent is None:
+        return
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_run(parent).info.experiment_id
+    close_open_runs(client, open_children(client, experiment_id, parent), reason=reason)
+    close_open_runs(client, [parent], status=status, reason=reason)

@@ -1,0 +1,213 @@
+"""The `orch` console script as a user runs it: exit codes, one-line errors, JSON, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.helpers import load, runs
+
+REPO = Path(__file__).resolve().parent.parent
+ORCH = str(Path(sys.executable).with_name("orch"))
+
+
+def orch(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ORCH, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+BAD_SPECS = {
+    "unknown field": (
+        "name: a\njob: jobs.quadratic:run\nobjective: {metric: loss}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\nparalel: 3\n",
+        "bad.yaml:5: paralel: unknown field",
+    ),
+    "yaml": ("name: a\n  job: [\n", "bad.yaml:2:6: invalid YAML"),
+    "missing module": (
+        "name: a\njob: jobs.nope:run\nobjective: {metric: loss}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\n",
+        "job 'jobs.nope:run': no module 'jobs.nope'",
+    ),
+    "missing function": (
+        "name: a\njob: jobs.quadratic:walk\nobjective: {metric: loss}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\n",
+        "job 'jobs.quadratic:walk': module jobs.quadratic has no attribute 'walk'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_validate_and_sweep_refuse_bad_specs_in_one_line_and_write_nothing(tmp_path, case):
+    text, expected = BAD_SPECS[case]
+    (tmp_path / "bad.yaml").write_text(text)
+    for args in (["validate", "bad.yaml"], ["sweep", "bad.yaml", "--workspace", "ws"]):
+        done = orch(*args, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # no storage, no runs
+
+
+def test_validate_accepts_the_examples_and_schema_is_json():
+    done = orch("validate", "search_spaces/quadratic.yaml", "--set", "fixed.epochs=1")
+    assert done.returncode == 0, done.stderr
+    assert "valid" in done.stderr
+    schema = json.loads(orch("schema").stdout)
+    assert schema["title"] == "orch sweep spec" and "space" in schema["properties"]
+
+
+def test_bad_set_and_unknown_study_are_one_line_errors(tmp_path):
+    done = orch("validate", str(REPO / "search_spaces/quadratic.yaml"), "--set", "trials")
+    assert done.returncode == 2 and "expected key=value" in done.stderr
+    done = orch("best", "nope", "--workspace", str(tmp_path))
+    assert done.returncode == 2 and "no study 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_sweep_json_prints_one_object_then_status_and_best_read_it(tmp_path):
+    done = orch(
+        "sweep",
+        "search_spaces/quadratic.yaml",
+        "--trials",
+        "4",
+        "--parallel",
+        "2",
+        "--workspace",
+        str(tmp_path),
+        "--set",
+        "fixed.epochs=2",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["study"] == "quadratic"
+    assert sum(summary["counts"][s] for s in ("COMPLETE", "PRUNED", "FAIL")) == 4
+    best = summary["best_trials"][0]
+    assert set(best) >= {"number", "params", "values", "mlflow_run_id"}
+    assert summary["parent_run_id"]
+    parent, children = runs(tmp_path, "quadratic")
+    assert parent.info.run_id == summary["parent_run_id"] and len(children) == 4
+    assert all(r.data.params["epochs"] == "2" for r in children)
+
+    status = json.loads(orch("status", "--workspace", str(tmp_path), "--json").stdout)
+    assert [s["study"] for s in status["studies"]] == ["quadratic"]
+    top = json.loads(orch("best", "quadratic", "--workspace", str(tmp_path), "--json").stdout)
+    assert top["best_trials"][0]["number"] == best["number"]
+
+
+def _start_sleepy_sweep(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    spec = tmp_path / "sleepy.yaml"
+    spec.write_text(
+        "name: sleepy\njob: tests.jobs_for_tests:sleepy\nobjective: {metric: loss}\n"
+        "trials: 4\nparallel: 2\nsampler: {type: random, seed: 0}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\nfixed: {seconds: 120}\n"
+    )
+    return subprocess.Popen(
+        [ORCH, "sweep", str(spec), "--workspace", str(tmp_path / "ws"), *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def _wait_running(tmp_path: Path, count: int, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            study = load(tmp_path / "ws", "sleepy")
+            running = study.get_trials(states=(TrialState.RUNNING,))
+            if len(running) >= count and all(t.intermediate_values for t in running):
+                return
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("trials never started")
+
+
+@pytest.mark.slow
+def test_ctrl_c_closes_trials_and_runs_then_resume_finishes(tmp_path):
+    proc = _start_sleepy_sweep(tmp_path)
+    _wait_running(tmp_path, 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    study = load(tmp_path / "ws", "sleepy")
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.WAITING) == 2
+    assert all(
+        t.user_attrs.get("orch.interrupted") for t in study.get_trials(states=(TrialState.FAIL,))
+    )
+    parent, children = runs(tmp_path / "ws", "sleepy")
+    assert parent.info.status == "KILLED"
+    assert len(children) == 2 and all(r.info.status == "KILLED" for r in children)
+    interrupted = {t.number: t.params for t in study.get_trials(states=(TrialState.FAIL,))}
+
+    done = orch(
+        "sweep",
+        str(tmp_path / "sleepy.yaml"),
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--resume",
+        "--set",
+        "fixed.seconds=0",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    study = load(tmp_path / "ws", "sleepy")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4  # topped up to `trials` finished, interrupted ones not counted
+    reruns = {
+        t.user_attrs["orch.rerun_of"]: t.params for t in complete if "orch.rerun_of" in t.user_attrs
+    }
+    assert reruns == interrupted  # the interrupted param sets ran again, once each
+    parent_after, children = runs(tmp_path / "ws", "sleepy")
+    assert parent_after.info.run_id == parent.info.run_id and parent_after.info.status == "FINISHED"
+    assert all(r.info.status != "RUNNING" for r in children)
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_exits_at_once_and_resume_recovers(tmp_path):
+    proc = _start_sleepy_sweep(tmp_path)
+    _wait_running(tmp_path, 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    study = load(tmp_path / "ws", "sleepy")  # storage still loads
+    done = orch(
+        "sweep",
+        str(tmp_path / "sleepy.yaml"),
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--resume",
+        "--set",
+        "fixed.seconds=0",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    study = load(tmp_path / "ws", "sleepy")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    _, children = runs(tmp_path / "ws", "sleepy")
+    assert all(r.info.status != "RUNNING" for r in children)

@@ -1,0 +1,175 @@
+"""Cluster secrets, configs, packaging and provenance of submitted code (no cluster started)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.auth import (
+    ClusterFolder,
+    apply_mlflow_credentials,
+    ensure_secrets,
+    read_secret,
+    resolve_token,
+)
+from orchestrator.cluster import launcher_config, load_cluster_config
+from orchestrator.errors import ClusterError
+from orchestrator.provenance import SUBMITTED_FILE, collect
+from orchestrator.submit import check_versions, package_project
+from tests.conftest import REPO
+
+CLUSTERS = REPO / "clusters"
+
+
+@pytest.fixture(autouse=True)
+def orch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private ~/.orch, and none of the caller's Ray or MLflow credentials."""
+    home = tmp_path / "orch-home"
+    monkeypatch.setenv("ORCH_HOME", str(home))
+    for name in (
+        "RAY_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN_PATH",
+        "ORCH_MLFLOW_CREDENTIALS",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
+        monkeypatch.setenv(name, "")  # recorded, so whatever the test sets is undone
+        monkeypatch.delenv(name)
+    return home
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_secrets_are_user_only_and_kept_across_ups() -> None:
+    folder = ClusterFolder.of("c1")
+    ensure_secrets(folder)
+    assert _mode(folder.path) == 0o700 and _mode(folder.secrets) == 0o700
+    files = sorted(folder.secrets.iterdir())
+    assert [f.name for f in files] == ["mlflow_password", "mlflow_secret_key", "ray_token"]
+    assert all(_mode(f) == 0o600 for f in files)
+    token = read_secret(folder.token_file)
+    assert len(token) == 64
+    folder.token_file.chmod(0o644)
+    ensure_secrets(folder)
+    assert read_secret(folder.token_file) == token  # kept, and made user-only again
+    assert _mode(folder.token_file) == 0o600
+
+
+def test_token_comes_from_flag_env_or_the_cluster_at_that_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = ClusterFolder.of("c1")
+    ensure_secrets(folder)
+    folder.state_file.write_text(json.dumps({"address": "http://127.0.0.1:9999"}))
+    cluster_token = read_secret(folder.token_file)
+    assert resolve_token(token_file=None, address="http://127.0.0.1:9999/") == cluster_token
+    assert resolve_token(token_file=None, address="http://elsewhere:8265") is None
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
+    assert resolve_token(token_file=None, address="http://127.0.0.1:9999") == "from-env"
+    given = tmp_path / "token"
+    given.write_text("from-file\n")
+    assert resolve_token(token_file=given, address=None) == "from-file"
+
+
+def test_mlflow_credentials_come_from_the_secrets_folder_named_by_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = ClusterFolder.of("c1")
+    ensure_secrets(folder)
+    apply_mlflow_credentials("http://127.0.0.1:5000")
+    assert "MLFLOW_TRACKING_USERNAME" not in os.environ
+    monkeypatch.setenv("ORCH_MLFLOW_CREDENTIALS", str(folder.secrets))
+    apply_mlflow_credentials("sqlite:///x.db")  # not a server: untouched
+    assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
+    apply_mlflow_credentials("http://127.0.0.1:5000")
+    env = os.environ
+    assert env["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == read_secret(folder.secrets / "mlflow_password")
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml", "onprem.yaml", "local.yaml"])
+def test_example_configs_are_valid_ray_cluster_configs(name: str) -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    from orchestrator.cluster import _local_config
+
+    config = load_cluster_config(CLUSTERS / name)
+    if config.local:
+        validate_config(_local_config(config, 6379))
+        return
+    folder = ClusterFolder.of(config.name)
+    rendered = launcher_config(config, folder)
+    assert rendered["file_mounts"]["~/.orch/cluster/secrets"] == str(folder.secrets)
+    validate_config(prepare_config(rendered))
+    commands = " ".join(rendered["head_start_ray_commands"] + rendered["worker_start_ray_commands"])
+    assert commands.count("RAY_AUTH_MODE=token") == 2
+    assert "orch cluster mlflow" in commands and "--dashboard-host=127.0.0.1" in commands
+
+
+def test_kuberay_manifest_turns_on_token_auth_everywhere() -> None:
+    manifest = yaml.safe_load((CLUSTERS / "kuberay.yaml").read_text())
+    assert manifest["kind"] == "RayCluster"
+    groups = [manifest["spec"]["headGroupSpec"], *manifest["spec"]["workerGroupSpecs"]]
+    for group in groups:
+        env = {e["name"]: e["value"] for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"] == "token"
+
+
+def test_bad_cluster_configs_name_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("cluster_name: x\n")
+    with pytest.raises(ClusterError, match=r"provider\.type is required"):
+        load_cluster_config(bad)
+    bad.write_text("cluster_name: x\nprovider: {type: aws}\nmetadata: {orch: {mlflow_prot: 1}}\n")
+    with pytest.raises(ClusterError, match=r"metadata\.orch: unknown \['mlflow_prot'\]"):
+        load_cluster_config(bad)
+    bad.write_text("cluster_name: x\nprovider: {type: fake_multinode}\n")
+    with pytest.raises(ClusterError, match="needs available_node_types"):
+        load_cluster_config(bad)
+
+
+def test_version_mismatch_is_refused_with_the_override_named() -> None:
+    here = {"orch": "0.1.0", "ray": "2.60.0", "python": "3.11.7"}
+    check_versions(here, {**here, "python": "3.11.9"})  # patch releases are fine
+    with pytest.raises(ClusterError, match=r"ray 2\.60\.0 here, 2\.59\.0 on the head.*--allow"):
+        check_versions(here, {**here, "ray": "2.59.0"})
+    with pytest.raises(ClusterError, match=r"Python 3\.11\.7 here, 3\.12\.1"):
+        check_versions(here, {**here, "python": "3.12.1"})
+    with pytest.raises(ClusterError, match="orch is not installed in the head's Python"):
+        check_versions(here, {**here, "orch": None})
+
+
+def test_package_honours_gitignore_and_carries_provenance(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "data").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (project / "train.py").write_text("print('hi')\n")
+    (project / "data" / "big.bin").write_bytes(b"0" * 1000)
+    (project / ".gitignore").write_text("data/\n")
+    archive = tmp_path / "p.zip"
+    files, size = package_project(project, archive)
+    names = zipfile.ZipFile(archive).namelist()
+    assert "train.py" in names and SUBMITTED_FILE in names
+    assert not any(n.startswith("data") for n in names)
+    assert files == len([n for n in names if not n.endswith("/")]) and size > 0
+
+    # On the head the shipped provenance wins over the (absent) git state.
+    shipped = collect(project)
+    shipped.tags.update({"orch.git_commit": "abc123", "orch.git_dirty": "true"})
+    shipped.files["code/git.diff"] = b"diff --git a/train.py"
+    head_copy = tmp_path / "head"
+    head_copy.mkdir()
+    (head_copy / SUBMITTED_FILE).write_text(shipped.to_json())
+    found = collect(head_copy)
+    assert found.tags["orch.git_commit"] == "abc123"
+    assert found.tags["orch.submitted_from"] == str(project)
+    assert found.files["code/git.diff"] == b"diff --git a/train.py"
+    assert "submitted/env/pip-freeze.txt" in found.files and "env/pip-freeze.txt" in found.files

@@ -1,0 +1,74 @@
+"""The Trial API jobs see, run by hand with local_trial, and the worker's output log."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.quadratic import run as quadratic
+from orchestrator import local_trial
+from orchestrator.outcome import from_result
+from orchestrator.spec import Objective
+from orchestrator.worker import OutputLog
+
+
+def test_local_trial_records_reports_artifacts_and_tags(tmp_path):
+    trial = local_trial({"x": 2.0, "y": -1.0, "epochs": 3}, artifact_dir=tmp_path)
+    result = quadratic(dict(trial.params), trial)
+    assert [step for step, _ in trial.sink.reports] == [0, 1, 2]
+    assert trial.sink.history("loss")[-1] == (2, pytest.approx(result["loss"]))
+    note = trial.workdir / "note.txt"
+    note.write_text("hi")
+    trial.log_artifact(note, name="notes/n.txt")
+    trial.set_tag("dataset", "digits")
+    assert (tmp_path / "notes" / "n.txt").read_text() == "hi"
+    assert trial.sink.tags == {"dataset": "digits"}
+    assert trial.device.type in ("cpu", "cuda")
+    workdir = trial.workdir
+    trial.close()
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "metrics", "error"),
+    [
+        (-1, {"loss": 1.0}, "non-negative int"),
+        (1.5, {"loss": 1.0}, "non-negative int"),
+        (True, {"loss": 1.0}, "non-negative int"),
+        (0, {}, "at least one metric"),
+        (0, {"loss": "high"}, "metric 'loss' must be a number"),
+    ],
+)
+def test_report_rejects_bad_input(step, metrics, error):
+    trial = local_trial()
+    with pytest.raises((ValueError, TypeError), match=error):
+        trial.report(step, **metrics)
+
+
+def test_log_artifact_needs_a_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file"):
+        local_trial().log_artifact(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize(
+    ("result", "state", "reason"),
+    [
+        ({"loss": 1, "acc": 0.5}, "COMPLETE", None),
+        ({"loss": float("inf")}, "FAIL", "objective metric 'loss' is inf"),
+        ({"loss": "x"}, "FAIL", "metric 'loss' is not a number: 'x'"),
+        ({"acc": 1.0}, "FAIL", "objective metric 'loss' missing from the result (got acc)"),
+        (None, "FAIL", "job returned NoneType, expected a dict"),
+    ],
+)
+def test_results_are_read_strictly(result, state, reason):
+    outcome = from_result(result, [Objective(metric="loss")])
+    assert (outcome.state, outcome.reason) == (state, reason)
+    if state == "COMPLETE":
+        assert outcome.values == [1.0] and outcome.metrics == {"loss": 1.0, "acc": 0.5}
+
+
+def test_output_log_keeps_the_end_of_long_output():
+    log = OutputLog(limit=10)
+    for i in range(20):
+        log.write(f"{i}\n")
+    assert log.text().startswith("[... 41 characters dropped ...]\n")
+    assert log.text().endswith("17\n18\n19\n")
