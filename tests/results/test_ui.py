@@ -112,6 +112,11 @@ def test_mlflow_ui_lists_the_sweep_and_its_trials_in_chromium(finished, tmp_path
             finally:
                 browser.close()
         assert_png(shot)
+        # SIGTERM, as a closed terminal or `kill` sends: orch stops the server and exits 0.
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=60) == 0
+        with pytest.raises(ProcessLookupError):
+            os.killpg(server_pid, 0)
     finally:
         _kill_group(ui.pid)
         if server_pid is not None:
