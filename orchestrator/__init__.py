@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.errors import ClusterError, OrchError, SpecError, StudyError
+from orchestrator.errors import ClusterError, OrchError, RunError, SpecError, StudyError
 from orchestrator.trial import LocalSink, Trial, TrialDiverged, TrialPruned, local_trial
 
 __version__ = "0.1.0"
@@ -11,6 +11,7 @@ __all__ = [
     "ClusterError",
     "LocalSink",
     "OrchError",
+    "RunError",
     "SpecError",
     "StudyError",
     "Trial",

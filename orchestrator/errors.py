@@ -17,3 +17,7 @@ class StudyError(OrchError):
 
 class ClusterError(OrchError):
     """Ray could not be reached or refused what was asked of it."""
+
+
+class RunError(OrchError):
+    """An MLflow run cannot be found, read or used as asked (compare, replay, links)."""

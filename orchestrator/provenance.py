@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["SUBMITTED_FILE", "Provenance", "collect"]
+__all__ = ["SUBMITTED_FILE", "Provenance", "collect", "git_state"]
 
 #: Written into the package ``orch submit`` uploads: the submitting machine's provenance (the
 #: copy of the project on the cluster has no .git).
@@ -55,6 +55,15 @@ def collect(project: Path) -> Provenance:
     if shipped.is_file():
         _add_submitted(found, json.loads(shipped.read_text()))
     return found
+
+
+def git_state(project: Path) -> tuple[str | None, bool]:
+    """The project's HEAD commit (None outside git) and whether its working tree has changes."""
+    commit = _git(project, "rev-parse", "HEAD")
+    if not commit:
+        return None, False
+    status = _git(project, "status", "--porcelain") or ""
+    return commit, bool(status.strip())
 
 
 def _add_submitted(found: Provenance, shipped: dict[str, object]) -> None:

@@ -10,9 +10,25 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.errors import StudyError
-from orchestrator.study import INTERRUPTED_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR, study_exists
+from orchestrator.runs import run_links
+from orchestrator.study import (
+    INTERRUPTED_ATTR,
+    PARENT_RUN_ATTR,
+    RUN_ID_ATTR,
+    open_storage,
+    study_exists,
+)
 
-__all__ = ["best_trials", "describe_trial", "load_study", "state_counts", "study_summary"]
+__all__ = [
+    "best_summary",
+    "best_trials",
+    "describe_trial",
+    "load_study",
+    "metric_names",
+    "read_study",
+    "state_counts",
+    "study_summary",
+]
 
 
 def load_study(storage: BaseStorage, name: str, *, storage_url: str) -> optuna.Study:
@@ -22,6 +38,15 @@ def load_study(storage: BaseStorage, name: str, *, storage_url: str) -> optuna.S
         known = ", ".join(names) if names else "none"
         raise StudyError(f"no study {name!r} in {storage_url} (studies there: {known})")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def read_study(storage_url: str, name: str) -> optuna.Study:
+    """Load study ``name`` from ``storage_url`` to read it (never creating the storage)."""
+    try:
+        storage = open_storage(storage_url, read_only=True)
+    except StudyError as exc:
+        raise StudyError(f"no study {name!r}: {exc}") from None
+    return load_study(storage, name, storage_url=storage_url)
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
@@ -78,5 +103,35 @@ def study_summary(study: optuna.Study, *, top: int = 1) -> dict[str, Any]:
     }
 
 
+def best_summary(study: optuna.Study, *, top: int = 1, tracking_uri: str) -> dict[str, Any]:
+    """:func:`study_summary` with each best trial's MLflow run link (``orch best``).
+
+    ``pareto_front`` says whether ``best_trials`` is the Pareto front of a multi-objective
+    study; ``problems`` says why links are missing when MLflow could not be read.
+    """
+    summary = study_summary(study, top=top)
+    summary["tracking_uri"] = tracking_uri
+    summary["pareto_front"] = len(study.directions) > 1
+    summary["problems"] = []
+    try:
+        links = run_links(
+            tracking_uri=tracking_uri,
+            experiment=study.study_name,
+            run_ids=[t["mlflow_run_id"] for t in summary["best_trials"]],
+        )
+    except Exception as exc:
+        links = {}
+        summary["problems"].append(f"MLflow links unavailable: {_one_line(exc)}")
+    for trial in summary["best_trials"]:
+        link = links.get(trial["mlflow_run_id"] or "")
+        trial["mlflow_run"] = link.to_dict() if link else None
+    return summary
+
+
 def _json_float(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

@@ -52,20 +52,40 @@ GRACE_S = 60.0
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def open_storage(url: str) -> BaseStorage:
-    """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:PATH`` for a journal file."""
+def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
+    """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:PATH`` for a journal file.
+
+    ``read_only`` (for commands that only read results) never creates a file or the tables, so
+    a reader cannot race a starting sweep; a missing file is a :class:`StudyError`.
+    """
     try:
         if url.startswith(JOURNAL_PREFIX):
             path = Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
+            _check_exists(path, url, read_only)
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         file = sqlite_path(url)
         if file is not None:
+            _check_exists(file, url, read_only)
             file.parent.mkdir(parents=True, exist_ok=True)
-            return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        return RDBStorage(url)
+            return RDBStorage(
+                url,
+                engine_kwargs={"connect_args": {"timeout": 60}},
+                skip_table_creation=read_only,
+            )
+        return RDBStorage(url, skip_table_creation=read_only)
+    except StudyError:
+        raise
     except Exception as exc:
         raise StudyError(f"storage {url!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+def _check_exists(path: Path, url: str, read_only: bool) -> None:
+    if read_only and not path.exists():
+        raise StudyError(
+            f"no study storage at {path} ({url}); run a sweep first, or pass --storage or "
+            "--workspace"
+        )
 
 
 def study_exists(storage: BaseStorage, name: str) -> bool:

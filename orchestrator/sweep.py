@@ -99,11 +99,13 @@ def sweep(
     workspace: str | Path | None = None,
     listener: Listener | None = None,
     log_to_driver: bool = True,
+    report: bool = True,
 ) -> SweepResult:
     """Run a sweep to ``trials`` finished trials; raise :class:`SweepInterrupted` on Ctrl-C.
 
     Everything is validated before anything is written: a bad spec or job leaves no storage
-    file, experiment or run behind.
+    file, experiment or run behind. With ``report``, a finished sweep's plots and summary page
+    are logged under ``report/`` on its parent run (see :mod:`orchestrator.report`).
     """
     spec, project = prepare(spec, overrides=overrides, trials=trials, parallel=parallel)
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
@@ -169,6 +171,8 @@ def sweep(
                 errors = [f"{reason}; its running trials were re-queued and their runs closed"]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
     result.timings = timings
+    if report and status == "FINISHED":
+        result.errors += _log_report(spec.name, where, result.parent_run_id)
     if result.interrupted:
         raise SweepInterrupted(
             f"sweep {spec.name!r} interrupted; continue it with the same command and --resume",
@@ -194,6 +198,25 @@ def _result(spec: Spec, where: Locations, *, interrupted: bool, errors: list[str
         interrupted=interrupted,
         errors=errors,
     )
+
+
+def _log_report(name: str, where: Locations, parent_run_id: str | None) -> list[str]:
+    """Log the study's plots and index.html on the (closed) parent run; never fail the sweep."""
+    if parent_run_id is None:
+        return []
+    try:
+        import optuna
+        from mlflow import MlflowClient
+
+        from orchestrator.report import log_report
+
+        study = optuna.load_study(
+            study_name=name, storage=open_storage(where.storage, read_only=True)
+        )
+        log_report(study, client=MlflowClient(where.tracking_uri), parent_run_id=parent_run_id)
+    except Exception as exc:
+        return [f"report: {type(exc).__name__}: {exc}".splitlines()[0]]
+    return []
 
 
 @contextlib.contextmanager

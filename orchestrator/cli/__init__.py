@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from orchestrator.cli import cluster, results, sweep  # noqa: F401  (registers their commands)
+from orchestrator.cli import cluster, reports, results, sweep  # noqa: F401  (registers their commands)
 from orchestrator.cli._common import app
 from orchestrator.errors import ClusterError, OrchError
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     name="orch",
@@ -52,16 +53,22 @@ def short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def print_best(trials: list[dict[str, Any]]) -> None:
-    """A table of trials with their values, params and MLflow run ids."""
+def print_best(trials: list[dict[str, Any]], *, title: str | None = None) -> None:
+    """A table of trials: one column per objective, params, and the MLflow run (link if any)."""
     if not trials:
         out.print("no completed trial yet")
         return
-    table = Table(title="best trial" if len(trials) == 1 else "best trials")
-    for column in ("trial", "values", "params", "mlflow run"):
-        table.add_column(column)
+    table = Table(title=title or ("best trial" if len(trials) == 1 else "best trials"))
+    metrics = list(trials[0]["values"])
+    for column in ("trial", *metrics, "params"):
+        table.add_column(column, overflow="fold")
+    table.add_column("mlflow run", no_wrap=True, min_width=32)  # ids stay whole for copying
     for t in trials:
-        values = ", ".join(f"{k}={short(v)}" for k, v in t["values"].items())
         params = ", ".join(f"{k}={short(v)}" for k, v in t["params"].items())
-        table.add_row(str(t["number"]), values, params, t["mlflow_run_id"] or "")
+        link = t.get("mlflow_run") or {}
+        run = Text(t["mlflow_run_id"] or "")
+        if link.get("url"):  # clickable in terminals that support links
+            run.stylize(f"link {link['url']}")
+        values = [short(t["values"].get(m)) for m in metrics]
+        table.add_row(str(t["number"]), *values, params, run)
     out.print(table)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import time
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from rich.console import Group, RenderableType
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator import results
 from orchestrator.cli._common import (
@@ -15,14 +21,16 @@ from orchestrator.cli._common import (
     TrackingOpt,
     WorkspaceOpt,
     app,
+    err,
     out,
     print_best,
     print_json,
     short,
 )
-from orchestrator.study import open_storage
+from orchestrator.status import StatusReader, StudyStatus
 from orchestrator.workspace import resolve_locations
 
+_STATE_STYLE = {"running": "green", "done": "blue", "stopped": "yellow"}
 RemoteOpt = Annotated[
     str | None,
     typer.Option(
@@ -38,6 +46,12 @@ TokenFileOpt = Annotated[
 @app.command("status")
 def status_command(
     study: Annotated[str | None, typer.Argument(help="One study (default: all).")] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (not with --json).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.2, help="Seconds between refreshes with --watch.")
+    ] = 2.0,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     workspace: WorkspaceOpt = None,
@@ -45,43 +59,40 @@ def status_command(
     address: RemoteOpt = None,
     token_file: TokenFileOpt = None,
 ) -> None:
-    """Studies in the storage with their trials per state and best values."""
+    """Studies with trials per state, best values, running trials (node, GPU) and ETA."""
+    if watch and json_:
+        raise typer.BadParameter(
+            "--watch draws a live table; drop it for --json", param_hint="--watch"
+        )
     if address:
+        if watch:
+            raise typer.BadParameter(
+                "--watch reads the storage itself; run it on the head, or drop --address",
+                param_hint="--watch",
+            )
         args = ["status", *([study] if study else []), *_store_args(storage, tracking_uri, json_)]
         from orchestrator.cli.cluster import query_head
 
         query_head(address=address, token_file=token_file, args=args)
         return
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    store = open_storage(where.storage)
-    names = [study] if study else sorted(s.study_name for s in store.get_all_studies())
-    summaries = [
-        results.study_summary(results.load_study(store, n, storage_url=where.storage))
-        for n in names
-    ]
+    reader = StatusReader(storage_url=where.storage, tracking_uri=where.tracking_uri)
     if json_:
-        print_json({"storage": where.storage, "studies": summaries})
-        return
-    table = Table(title=f"studies in {where.storage}")
-    for column in ("study", "complete", "pruned", "failed", "running", "best"):
-        table.add_column(column)
-    for s in summaries:
-        counts = s["counts"]
-        table.add_row(
-            s["study"],
-            str(counts["COMPLETE"]),
-            str(counts["PRUNED"]),
-            str(counts["FAIL"]),
-            str(counts["RUNNING"]),
-            _best_text(s),
+        studies = [s.to_dict() for s in reader.read(study)]
+        print_json(
+            {"storage": where.storage, "tracking_uri": where.tracking_uri, "studies": studies}
         )
-    out.print(table)
+        return
+    if not watch:
+        out.print(_render(reader.read(study), where.storage))
+        return
+    _watch(reader, study, where.storage, interval)
 
 
 @app.command("best")
 def best_command(
     study: Annotated[str, typer.Argument(help="The study name.")],
-    top: Annotated[int, typer.Option(help="How many best trials (single objective).")] = 1,
+    top: Annotated[int, typer.Option(min=1, help="How many best trials (single objective).")] = 1,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     workspace: WorkspaceOpt = None,
@@ -89,7 +100,7 @@ def best_command(
     address: RemoteOpt = None,
     token_file: TokenFileOpt = None,
 ) -> None:
-    """The best trial(s) of a study, or its Pareto front, with params and MLflow run ids."""
+    """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
     if address:
         args = ["best", study, f"--top={top}", *_store_args(storage, tracking_uri, json_)]
         from orchestrator.cli.cluster import query_head
@@ -97,12 +108,34 @@ def best_command(
         query_head(address=address, token_file=token_file, args=args)
         return
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = results.load_study(open_storage(where.storage), study, storage_url=where.storage)
-    summary = results.study_summary(loaded, top=top)
+    loaded = results.read_study(where.storage, study)
+    summary = results.best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
     if json_:
-        print_json({"tracking_uri": where.tracking_uri, **summary})
+        print_json(summary)
         return
-    print_best(summary["best_trials"])
+    trials = summary["best_trials"]
+    if summary["pareto_front"]:
+        first = summary["metrics"][0]
+        trials = sorted(trials, key=lambda t: (t["values"].get(first, 0.0), t["number"]))
+        goals = ", ".join(
+            f"{m} ({d})" for m, d in zip(summary["metrics"], summary["directions"], strict=True)
+        )
+        title = f"Pareto front of {study}: {len(trials)} trials, {goals}"
+    else:
+        title = f"best of {study} ({summary['metrics'][0]}, {summary['directions'][0]})"
+    print_best(trials, title=title)
+    links = [t["mlflow_run"] for t in trials if t.get("mlflow_run")]
+    if links and links[0]["url"]:
+        out.print(f"open: {links[0]['url']}", soft_wrap=True, markup=False, highlight=False)
+    elif links:
+        out.print(
+            f"runs: `orch ui` serves {where.tracking_uri}; open <ui address>/{links[0]['path']}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    for problem in summary["problems"]:
+        err.print(problem, style="yellow", markup=False, highlight=False)
 
 
 def _store_args(storage: str | None, tracking_uri: str | None, json_: bool) -> list[str]:
@@ -113,11 +146,86 @@ def _store_args(storage: str | None, tracking_uri: str | None, json_: bool) -> l
     return args + ["--json"] * json_
 
 
-def _best_text(summary: dict[str, Any]) -> str:
-    best = summary["best_trials"]
+def _watch(reader: StatusReader, study: str | None, storage: str, interval: float) -> None:
+    """Redraw the status every ``interval`` seconds until Ctrl-C; keep going past read errors."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where SIGINT was ignored
+    last: RenderableType = Text("reading…")
+    try:
+        with Live(last, console=out, auto_refresh=False) as live:
+            while True:
+                try:
+                    last = _render(reader.read(study), storage)
+                    view: RenderableType = last
+                except Exception as exc:  # e.g. the storage is busy or not created yet
+                    problem = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    failed = f"refresh failed: {type(exc).__name__}: {problem}"
+                    view = Group(last, Text(failed, style="red"))
+                stamp = datetime.now().strftime("%H:%M:%S")
+                live.update(
+                    Group(view, Text(f"updated {stamp} · Ctrl-C to stop", style="dim")),
+                    refresh=True,
+                )
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _render(statuses: list[StudyStatus], storage: str) -> RenderableType:
+    table = Table(title=f"studies in {storage}")
+    columns = ("study", "state", "complete", "pruned", "failed", "running", "best", "done", "ETA")
+    for column in columns:
+        table.add_column(column, justify="right" if column in columns[2:6] else "left")
+    running = Table(title="running trials")
+    for column in ("study", "trial", "attempt", "elapsed", "node", "GPU", "mlflow run"):
+        running.add_column(column)
+    problems = []
+    for s in statuses:
+        counts = s.counts
+        table.add_row(
+            s.study,
+            Text(s.state, style=_STATE_STYLE.get(s.state, "")),
+            str(counts["COMPLETE"]),
+            str(counts["PRUNED"]),
+            str(counts["FAIL"]),
+            str(counts["RUNNING"]),
+            _best_text(s),
+            f"{s.finished}/{s.target}" if s.target is not None else str(s.finished),
+            _duration(s.eta_s),
+        )
+        for t in s.running:
+            running.add_row(
+                s.study,
+                str(t.number),
+                "" if t.attempt is None else str(t.attempt),
+                _duration(t.elapsed_s),
+                t.node or "",
+                t.gpu_ids or "",
+                t.mlflow_run_id or "",
+            )
+        problems += [f"{s.study}: {p}" for p in s.problems]
+    parts: list[RenderableType] = [table]
+    if running.row_count:
+        parts.append(running)
+    parts += [Text(p, style="yellow") for p in problems]
+    return Group(*parts)
+
+
+def _best_text(status: StudyStatus) -> str:
+    best = status.best_trials
     if not best:
         return ""
-    if len(summary["directions"]) > 1:
+    if len(status.directions) > 1:
         return f"pareto front: {len(best)}"
     name, value = next(iter(best[0]["values"].items()))
     return f"{name}={short(value)} (#{best[0]['number']})"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

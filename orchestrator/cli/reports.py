@@ -1,0 +1,263 @@
+"""``orch export``, ``compare``, ``replay``, ``report``, ``ui``: results to files and browsers."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli._common import (
+    JsonOpt,
+    StorageOpt,
+    TrackingOpt,
+    WorkspaceOpt,
+    app,
+    err,
+    out,
+    print_json,
+    short,
+)
+from orchestrator.results import read_study
+from orchestrator.workspace import resolve_locations
+
+StudyArg = Annotated[str, typer.Argument(help="The study name.", show_default=False)]
+
+
+@app.command("export")
+def export_command(
+    study: StudyArg,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write: .parquet or .csv (by suffix).",
+            show_default=False,
+        ),
+    ],
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """One typed row per trial (params, values, times, node, run id); reports in a 2nd file."""
+    from orchestrator.export import export_study
+
+    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    loaded = read_study(where.storage, study)
+    trials, intermediate = export_study(loaded, path=output)
+    out.print(
+        f"wrote {len(loaded.trials)} trials to {trials} and their intermediate values to "
+        f"{intermediate}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("compare")
+def compare_command(
+    refs: Annotated[
+        list[str],
+        typer.Argument(
+            help="MLflow run ids or STUDY:NUMBER trial refs (two or more).", show_default=False
+        ),
+    ],
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write the runs' metric curves (metrics with >1 step) to this PNG."),
+    ] = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    workspace: WorkspaceOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Params that differ and final metrics of runs side by side; --plot draws their curves."""
+    from orchestrator.compare import compare_runs, plot_curves
+
+    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    found = compare_runs(refs, tracking_uri=where.tracking_uri, storage_url=where.storage)
+    written = plot_curves(found, path=plot) if plot is not None else None
+    if json_:
+        print_json({**found.to_dict(), "plot": str(written) if written else None})
+        return
+    labels = [r.label for r in found.runs]
+    for title, rows in (
+        ("params that differ", found.differing),
+        ("final metrics", found.metrics),
+    ):
+        table = Table(title=title)
+        table.add_column("")
+        for label in labels:
+            table.add_column(label, overflow="fold")
+        for name, values in rows.items():
+            table.add_row(name, *("" if v is None else short(v) for v in values))
+        if not rows:
+            table.add_row("(none)", *[""] * len(labels))
+        out.print(table)
+    if found.same:
+        same = ", ".join(f"{k}={v}" for k, v in found.same.items())
+        out.print(f"same params: {same}", style="dim", markup=False, highlight=False)
+    if written is not None:
+        out.print(f"curves of {', '.join(found.histories)} written to {written}", markup=False)
+
+
+@app.command("replay")
+def replay_command(
+    run_id: Annotated[str, typer.Argument(help="A trial's MLflow run id.", show_default=False)],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replay even if the code's git commit differs.")
+    ] = False,
+    project: Annotated[
+        Path | None,
+        typer.Option(help="Project folder whose code runs (default: around the current dir)."),
+    ] = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    workspace: WorkspaceOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-run a trial with its exact params and code here; log it, and diff its metrics."""
+    from orchestrator.replay import replay
+
+    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    result = replay(
+        run_id,
+        tracking_uri=where.tracking_uri,
+        storage_url=where.storage,
+        project=project,
+        force=force,
+    )
+    for warning in result.warnings:
+        err.print(
+            f"warning: {warning}", style="yellow", soft_wrap=True, markup=False, highlight=False
+        )
+    if json_:
+        print_json(result.to_dict())
+    else:
+        table = Table(title=f"replay of {run_id}: {result.state}")
+        for column in ("metric", "original", "replay", "abs diff", "rel diff"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for d in result.diffs:
+            table.add_row(
+                d.name, *(_num(v) for v in (d.original, d.replay, d.abs_diff)), _percent(d.rel_diff)
+            )
+        out.print(table)
+        where_text = result.link.url or f"{where.tracking_uri} ({result.link.path})"
+        out.print(
+            f"replay run {result.run_id} (tag orch.replay_of={run_id}): {where_text}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+        if result.reason:
+            err.print(f"{result.state}: {result.reason}", style="red", markup=False)
+    if result.state == "FAIL":
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_command(
+    study: StudyArg,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Folder for index.html and plots/ [default: ./<study>-report]."
+        ),
+    ] = None,
+    log: Annotated[
+        bool, typer.Option("--log", help="Also store it under report/ on the sweep's parent run.")
+    ] = False,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Optuna's plots (PNG + interactive HTML) and an index.html summary of a study."""
+    from orchestrator.report import build_report, log_report
+    from orchestrator.study import PARENT_RUN_ATTR
+
+    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    loaded = read_study(where.storage, study)
+    folder = output or Path(f"{study}-report")
+    files = build_report(loaded, folder, tracking_uri=where.tracking_uri)
+    out.print(f"wrote {len(files)} files; open {files[0]}", markup=False, highlight=False)
+    if log:
+        from mlflow import MlflowClient
+
+        parent = loaded.user_attrs.get(PARENT_RUN_ATTR)
+        if parent is None:
+            err.print(f"study {study!r} has no parent run to log to", style="red")
+            raise typer.Exit(2)
+        log_report(loaded, client=MlflowClient(where.tracking_uri), parent_run_id=parent)
+        out.print(f"logged under report/ on parent run {parent}", markup=False)
+
+
+@app.command("ui")
+def ui_command(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 5000,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    optuna_: Annotated[
+        bool,
+        typer.Option("--optuna", help="Start optuna-dashboard on the study storage instead."),
+    ] = False,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Serve the sweeps' MLflow UI (or optuna-dashboard) until Ctrl-C; print its address."""
+    from orchestrator import ui
+
+    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    if optuna_:
+        server = ui.start_optuna_dashboard(storage_url=where.storage, host=host, port=port)
+        store = where.storage
+    elif ui.is_server(where.tracking_uri):
+        out.print(f"MLflow UI: {where.tracking_uri} (the tracking store is a server already)")
+        return
+    else:
+        server = ui.start_mlflow_ui(tracking_uri=where.tracking_uri, host=host, port=port)
+        store = where.tracking_uri
+    with server:
+        out.print(f"{server.name}: {server.url}", markup=False, highlight=False)
+        out.print(
+            f"serving {store} (pid {server.process.pid}, log {server.log_path}); Ctrl-C to stop",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+        if not optuna_:
+            for name, url in ui.experiment_urls(server.url, where.tracking_uri).items():
+                out.print(f"  {name}: {url}", soft_wrap=True, markup=False, highlight=False)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err.print(
+                f"listening on {host}: anyone who can reach it can read the runs",
+                style="yellow",
+                markup=False,
+            )
+        sys.stdout.flush()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the server has its own
+            signal.signal(sig, _interrupt)  # session: stop it on Ctrl-C, kill or a closed terminal
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            return
+    if code != 0:
+        err.print(f"{server.name} exited with code {code}", style="red")
+        raise typer.Exit(1)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.3g}%"

@@ -1,0 +1,151 @@
+"""``orch status`` (running trials, node, GPU, ETA, --watch) and ``orch best`` (links, Pareto)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import ray
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.runs import RunLink
+from orchestrator.status import StatusReader
+from orchestrator.sweep import sweep
+from tests.conftest import REPO
+from tests.results.conftest import ENV, ORCH, spec_of
+
+LIVE = """
+name: live
+job: tests.jobs_for_tests:sleepy
+objective: {metric: loss}
+trials: 3
+parallel: 2
+sampler: {type: random, seed: 0}
+space:
+  x: {type: float, low: 0.0, high: 1.0}
+fixed: {seconds: 3}
+"""
+
+
+def test_status_of_a_running_sweep_shows_where_its_trials_run(ray_local, tmp_path):
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sweep(spec_of(LIVE), workspace=tmp_path, log_to_driver=False, report=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    reader = StatusReader(
+        storage_url=f"sqlite:///{tmp_path}/optuna.db",
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+    )
+    seen = None
+    deadline = time.monotonic() + 120
+    while seen is None and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.3)
+        try:
+            (status,) = reader.read("live")
+        except Exception:  # the sweep has not created its storage or study yet
+            continue
+        if status.finished >= 1 and status.running and all(t.node for t in status.running):
+            seen = status
+            table = CliRunner().invoke(app, ["status", "live", "--workspace", str(tmp_path)])
+    thread.join(timeout=120)
+    assert not errors, errors
+    assert seen is not None, "never saw a finished and a running trial at once"
+    assert seen.state == "running" and seen.target == 3 and seen.parallel == 2
+    trial = seen.running[0]
+    assert trial.node == ray.util.get_node_ip_address()
+    assert trial.gpu_ids == ""  # CPU trials: no GPU assigned
+    assert trial.attempt == 0 and trial.mlflow_run_id
+    assert 0 <= trial.elapsed_s < 60
+    assert seen.mean_duration_s >= 3 and 0 <= seen.eta_s <= 2 * seen.mean_duration_s
+    assert table.exit_code == 0, table.output
+    assert "running trials" in table.output and trial.node in table.output
+
+    done = reader.read("live")[0]
+    assert done.state == "done" and done.finished == 3 and not done.running
+    assert done.eta_s is None
+
+
+def test_status_and_best_print_json_for_scripts(finished, front):
+    study = finished.study
+    runner = CliRunner()
+    shown = runner.invoke(app, ["status", "--json", "--workspace", str(finished.workspace)])
+    assert shown.exit_code == 0, shown.output
+    (status,) = json.loads(shown.output)["studies"]
+    assert status["study"] == "results" and status["state"] == "done"
+    assert status["finished"] == status["target"] == 8
+    assert status["counts"]["COMPLETE"] == len(
+        [t for t in study.trials if t.state.name == "COMPLETE"]
+    )
+    assert status["best_trials"][0]["number"] == study.best_trial.number
+
+    best = runner.invoke(
+        app, ["best", "results", "--top", "3", "--json", "--workspace", str(finished.workspace)]
+    )
+    assert best.exit_code == 0, best.output
+    data = json.loads(best.output)
+    numbers = [t["number"] for t in data["best_trials"]]
+    ranked = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert numbers == [t.number for t in ranked[:3]]
+    link = data["best_trials"][0]["mlflow_run"]
+    assert link["run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
+    assert link["tracking_uri"] == finished.tracking_uri and link["url"] is None
+    assert link["path"] == f"#/experiments/{link['experiment_id']}/runs/{link['run_id']}"
+
+    pareto = runner.invoke(app, ["best", "front", "--workspace", str(front.workspace)])
+    assert pareto.exit_code == 0, pareto.output
+    assert "Pareto front of front" in pareto.output
+    for trial in front.study.best_trials:
+        assert trial.user_attrs["mlflow_run_id"] in pareto.output
+
+
+def test_run_links_are_clickable_for_tracking_servers():
+    link = RunLink("http://mlflow.lab:5000/", "3", "abc123")
+    assert link.url == "http://mlflow.lab:5000/#/experiments/3/runs/abc123"
+    assert RunLink("sqlite:///x.db", "3", "abc123").url is None
+
+
+def test_status_watch_redraws_until_ctrl_c(finished):
+    watch = subprocess.Popen(
+        [*ORCH, "status", "--watch", "--interval", "0.5", "--workspace", str(finished.workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**ENV, "FORCE_COLOR": "1"},  # a terminal as far as rich knows: every redraw shows
+    )
+    try:
+        shown = b""
+        deadline = time.monotonic() + 120
+        while shown.count(b"Ctrl-C to stop") < 2 and time.monotonic() < deadline:
+            chunk = os.read(watch.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            shown += chunk
+        assert shown.count(b"Ctrl-C to stop") >= 2, shown[-2000:]  # drawn, then redrawn
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=30)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, err
+    assert b"Traceback" not in err
+    assert b"results" in shown + out
+
+
+def test_reading_an_empty_workspace_creates_nothing(tmp_path, orch):
+    for args in (["best", "nope"], ["export", "nope", "-o", str(tmp_path / "t.csv")]):
+        done = orch(*args, "--workspace", str(tmp_path))
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: no study 'nope': no study storage at ")
+    done = orch("status", "--workspace", str(tmp_path))
+    assert done.returncode == 2 and "run a sweep first" in done.stderr
+    assert list(tmp_path.iterdir()) == []

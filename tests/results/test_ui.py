@@ -1,0 +1,145 @@
+"""``orch ui``: the MLflow UI of a finished sweep in a real headless Chromium; optuna-dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from orchestrator.ui import free_port, start_optuna_dashboard
+from tests.conftest import REPO
+from tests.results.conftest import ENV, ORCH
+from tests.results.test_compare_replay import assert_png
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _lines(stream, into: queue.Queue) -> None:
+    for line in stream:
+        into.put(line)
+
+
+def _wait_for(lines: queue.Queue, pattern: str, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found
+    raise AssertionError(f"no line matching {pattern!r} within {timeout}s; got {seen}")
+
+
+def _kill_group(pid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_mlflow_ui_lists_the_sweep_and_its_trials_in_chromium(finished, tmp_path):
+    from playwright.sync_api import sync_playwright  # a dev dependency: fail loudly if missing
+
+    assert CHROMIUM.exists(), "install Debian's chromium: apt-get install -y chromium"
+    port = free_port()
+    ui = subprocess.Popen(
+        [*ORCH, "ui", "--port", str(port), "--workspace", str(finished.workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=ENV,
+        start_new_session=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(ui.stdout, lines), daemon=True).start()
+    server_pid = None
+    try:
+        url = _wait_for(lines, r"MLflow UI: (http://\S+)", timeout=180).group(1)
+        assert url == f"http://127.0.0.1:{port}"
+        server_pid = int(_wait_for(lines, r"\(pid (\d+),", timeout=10).group(1))
+
+        parent = finished.result.parent_run_id
+        with urllib.request.urlopen(f"{url}/get-artifact?path=spec.yaml&run_uuid={parent}") as r:
+            assert b"jobs.quadratic:run" in r.read()  # artifacts are served too
+
+        experiment = MlflowClient(finished.tracking_uri).get_experiment_by_name("results")
+        page_url = (
+            f"{url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+        )
+        shot = Path(os.environ.get("ORCH_ARTIFACTS_DIR") or tmp_path) / "mlflow-ui-runs.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.goto(page_url, timeout=120_000)
+                # The React app draws the parent row; its expander shows the child runs.
+                row = page.locator(f"[role=row][row-id='{parent}']")
+                expand = row.locator("button[data-component-id*='runnamecellrenderer']")
+                expand.wait_for(timeout=120_000)
+                assert "results" in row.first.inner_text()
+                expand.click()
+                for trial in finished.study.trials:
+                    page.get_by_text(f"trial-{trial.number}", exact=True).wait_for(timeout=60_000)
+                page.screenshot(path=str(shot))
+            finally:
+                browser.close()
+        assert_png(shot)
+        # SIGTERM, as a closed terminal or `kill` sends: orch stops the server and exits 0.
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=60) == 0
+        with pytest.raises(ProcessLookupError):
+            os.killpg(server_pid, 0)
+    finally:
+        _kill_group(ui.pid)
+        if server_pid is not None:
+            _kill_group(server_pid)
+        ui.wait(timeout=30)
+
+
+def test_ui_optuna_serves_the_study_storage(finished):
+    pytest.importorskip("optuna_dashboard")
+    with start_optuna_dashboard(storage_url=finished.storage, port=0) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{server.url}/api/studies", timeout=30) as response:
+            studies = json.loads(response.read())["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["results"]
+    assert server.process.poll() is not None  # stopped with its process group
+
+
+def test_ui_refuses_a_busy_port_in_one_line(finished, orch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = orch("ui", "--port", str(port), "--workspace", str(finished.workspace))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: ui: cannot listen on 127.0.0.1:{port}")
+    assert len(done.stderr.strip().splitlines()) == 1
