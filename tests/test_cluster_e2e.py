@@ -116,6 +116,9 @@ def test_submissions_without_or_with_a_wrong_token_are_refused(
 def test_submit_follow_then_results_on_the_laptop(cluster: dict[str, Any]) -> None:
     address, token = cluster["state"]["address"], cluster["token"]
     laptop = {"home": cluster["laptop"], "RAY_AUTH_TOKEN": token}  # the token via environment
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     done = orch("submit", SPEC, "--address", address, "--set", "trials=4", "--follow", **laptop)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     job_id = done.stdout.splitlines()[0]
@@ -143,9 +146,6 @@ def test_submit_follow_then_results_on_the_laptop(cluster: dict[str, Any]) -> No
     assert len(children) == 4
     assert parent["run_id"] == study["parent_run_id"]
     assert best_trial["mlflow_run_id"] in {r["run_id"] for r in children}
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     assert parent["tags"]["orch.git_commit"] == commit  # computed on the laptop, shipped
     assert parent["tags"]["orch.submitted_from"] == str(REPO)
     assert "submitted/env/pip-freeze.txt" in parent["artifacts"]
