@@ -16,9 +16,9 @@ import ray
 import ray.exceptions as rex
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from orchestrator.attempts import Outcome, Ticket
 from orchestrator.errors import ClusterError
-from orchestrator.hub import StudyHub, Ticket
-from orchestrator.outcome import Outcome
+from orchestrator.hub import StudyHub
 from orchestrator.spec import Resources, Spec
 from orchestrator.stopwatch import Stopwatch
 from orchestrator.tracking import Tracker
@@ -225,7 +225,7 @@ class TrialLoop:
         self._args = (
             spec.job,
             search_path,
-            spec.objectives,
+            [o.metric for o in spec.objectives],
             spec.pruner.type != "none",
             tracking_uri,
         )

@@ -10,26 +10,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from optuna.trial import TrialState
 
-from orchestrator.outcome import Outcome
+from orchestrator.attempts import Outcome, Ticket
 from orchestrator.samplers import build_pruner
 from orchestrator.space import suggest
 from orchestrator.spec import Spec
 from orchestrator.sqlite_tuning import tune_sqlite
 from orchestrator.stopwatch import Stopwatch, timed
 from orchestrator.study import (
-    GRACE_S,
     INTERRUPTED_ATTR,
-    OWNER_ATTR,
     PARENT_RUN_ATTR,
     REASON_ATTR,
     RUN_ID_ATTR,
     Owner,
-    classify_running,
     finished_count,
     heartbeat,
     open_storage,
@@ -37,25 +34,10 @@ from orchestrator.study import (
     requeue,
 )
 
-__all__ = ["HEARTBEAT_S", "StudyHub", "Ticket", "TrackerPort"]
+__all__ = ["HEARTBEAT_S", "StudyHub", "TrackerPort"]
 
 #: How often the hub records that its driver is alive.
 HEARTBEAT_S = 10.0
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """One attempt of one trial, as handed to the executor."""
-
-    number: int
-    trial_id: int
-    attempt: int
-    params: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        """The attempt's address in the tracker."""
-        return f"{self.number}.{self.attempt}"
 
 
 class TrackerPort(Protocol):
@@ -170,7 +152,6 @@ class StudyHub:
         tickets = []
         for _ in range(count):
             trial = self.study.ask()
-            trial.set_user_attr(OWNER_ATTR, self.owner.id)
             params = {**self.spec.fixed, **suggest(trial, self.spec.space)}
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(
                 self._study_id, trial.number
@@ -221,7 +202,7 @@ class StudyHub:
             RUN_ID_ATTR: self._run_ids.pop(ticket.key)(),
             "orch.attempts": ticket.attempt + 1,
             "orch.duration_s": round(outcome.duration_s, 3),
-            **{f"orch.{k}": v for k, v in placement.items()},
+            **{f"orch.{k}": placement[k] for k in ("node_ip", "gpu_ids") if k in placement},
         }
         if outcome.reason:
             attrs[REASON_ATTR] = outcome.reason
@@ -290,8 +271,8 @@ class StudyHub:
         )
 
     def _recover(self) -> list[Any]:
-        """Close and re-queue trials left RUNNING by a driver that is gone."""
-        stale, _ = classify_running(self.study, grace_s=GRACE_S)
+        """Close and re-queue trials left RUNNING by the driver before (it is gone: checked)."""
+        stale = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         for trial in stale:
             requeue(
                 self.study, self.storage, trial, "interrupted: the orch driver running it stopped"

@@ -8,8 +8,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.hub import Ticket
-from orchestrator.outcome import Outcome
+from orchestrator.attempts import Outcome, Ticket
 from orchestrator.spec import Spec
 
 __all__ = ["SweepProgress"]

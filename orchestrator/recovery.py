@@ -6,7 +6,7 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from orchestrator.study import OWNER_ATTR, PARENT_RUN_ATTR, Owner, heartbeat, open_storage, requeue
+from orchestrator.study import PARENT_RUN_ATTR, Owner, heartbeat, open_storage, requeue
 from orchestrator.tracking import close_open_runs, open_children
 
 __all__ = ["close_abandoned"]
@@ -15,12 +15,11 @@ __all__ = ["close_abandoned"]
 def close_abandoned(
     *, storage_url: str, tracking_uri: str, study_name: str, owner: Owner, status: str, reason: str
 ) -> None:
-    """Re-queue ``owner``'s RUNNING trials and close the sweep's open MLflow runs."""
+    """Re-queue the study's RUNNING trials (``owner`` was its one driver); close open runs."""
     storage = open_storage(storage_url)
     study = optuna.load_study(study_name=study_name, storage=storage)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(OWNER_ATTR) == owner.id:
-            requeue(study, storage, trial, reason)
+        requeue(study, storage, trial, reason)
     heartbeat(study, owner, ended=True)
     parent = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent is None:

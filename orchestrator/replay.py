@@ -21,9 +21,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities import Run as MlflowRun
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
+from orchestrator.attempts import Outcome, from_result
 from orchestrator.errors import OrchError, RunError, StudyError
 from orchestrator.jobref import load_job, project_root
-from orchestrator.outcome import Outcome, from_result
 from orchestrator.provenance import git_state
 from orchestrator.results import load_study
 from orchestrator.runs import PARENT_TAG, RunLink, get_run, parent_spec
@@ -300,7 +300,7 @@ def _parse(name: str, text: str, spec: Spec) -> Any:
 def _run(job: Any, trial: Trial, spec: Spec) -> Outcome:
     """Call the job as a sweep's worker would; never raises for the job's own errors."""
     try:
-        return from_result(job(dict(trial.params), trial), spec.objectives)
+        return from_result(job(dict(trial.params), trial), [o.metric for o in spec.objectives])
     except (TrialPruned, optuna.TrialPruned):
         return Outcome("PRUNED", reason=f"pruned at step {trial.last_step}")
     except TrialDiverged as exc:

@@ -25,9 +25,9 @@ __all__ = [
     "FINISHED_STATES",
     "Owner",
     "check_study",
-    "classify_running",
     "finished_count",
     "heartbeat",
+    "live_driver",
     "open_storage",
     "open_study",
     "requeue",
@@ -36,7 +36,6 @@ __all__ = [
 
 JOURNAL_PREFIX = "journal:"
 #: Trial user attrs orch writes.
-OWNER_ATTR = "orch.owner"
 INTERRUPTED_ATTR = "orch.interrupted"
 REASON_ATTR = "fail_reason"
 RERUN_OF_ATTR = "orch.rerun_of"
@@ -117,9 +116,8 @@ def check_study(spec: Spec, storage: BaseStorage, *, resume: bool, storage_url: 
             f"study {spec.name!r} optimises {had} but the spec asks {wanted}; "
             "use another `name` for a different objective"
         )
-    _, live = classify_running(existing, grace_s=GRACE_S)
-    if live:
-        _, record = live[0]
+    record = live_driver(existing, grace_s=GRACE_S)
+    if record is not None:
         raise StudyError(
             f"study {spec.name!r} is being run by orch on {record['host']} (pid {record['pid']});"
             f" stop that sweep first, or wait {GRACE_S:.0f}s after it dies"
@@ -169,33 +167,23 @@ def heartbeat(study: optuna.Study, owner: Owner, *, ended: bool = False) -> None
     study.set_user_attr(DRIVER_ATTR_PREFIX + owner.id, record)
 
 
-def classify_running(
-    study: optuna.Study, *, grace_s: float
-) -> tuple[list[FrozenTrial], list[tuple[FrozenTrial, dict[str, Any]]]]:
-    """Split RUNNING trials into stale ones (their driver is gone) and live ones with its record.
+def live_driver(study: optuna.Study, *, grace_s: float) -> dict[str, Any] | None:
+    """The record of an orch driver still running ``study``, if any.
 
     A driver is gone when it ended, stopped heartbeating for ``grace_s``, or was a process of
-    this host that no longer exists.
+    this host that no longer exists. One study has at most one live driver (a second is
+    refused), so every RUNNING trial belongs to it, or to none when it is gone.
     """
-    drivers = {
-        key[len(DRIVER_ATTR_PREFIX) :]: value
-        for key, value in study.user_attrs.items()
-        if key.startswith(DRIVER_ATTR_PREFIX)
-    }
-    stale, live = [], []
     now = time.time()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        record = drivers.get(trial.user_attrs.get(OWNER_ATTR, ""))
-        if (
-            record is None
-            or record.get("ended")
-            or now - record.get("heartbeat", 0) > grace_s
-            or (record.get("host") == socket.gethostname() and not _pid_alive(record["pid"]))
-        ):
-            stale.append(trial)
-        else:
-            live.append((trial, record))
-    return stale, live
+    for key, record in study.user_attrs.items():
+        if not key.startswith(DRIVER_ATTR_PREFIX) or record.get("ended"):
+            continue
+        if now - record.get("heartbeat", 0) > grace_s:
+            continue
+        if record.get("host") == socket.gethostname() and not _pid_alive(record["pid"]):
+            continue
+        return record
+    return None
 
 
 def requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, reason: str) -> None:

@@ -16,10 +16,9 @@ import ray
 import yaml
 from ray.exceptions import RayActorError
 
+from orchestrator.attempts import Outcome, Ticket
 from orchestrator.errors import OrchError
 from orchestrator.executor import Listener, TrialLoop, ray_session, start_actors
-from orchestrator.hub import Ticket
-from orchestrator.outcome import Outcome
 from orchestrator.provenance import collect
 from orchestrator.recovery import close_abandoned
 from orchestrator.results import study_summary

@@ -13,14 +13,11 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-import optuna
 import ray
 
+from orchestrator.attempts import Outcome, Ticket, from_result
 from orchestrator.errors import SpecError
-from orchestrator.hub import Ticket
 from orchestrator.jobref import load_job
-from orchestrator.outcome import Outcome, from_result
-from orchestrator.spec import Objective
 from orchestrator.trial import Trial, TrialDiverged, TrialPruned
 
 __all__ = ["HubSink", "run_attempt"]
@@ -65,7 +62,7 @@ def run_attempt(
     hub: Any,
     job_ref: str,
     search_path: Sequence[str],
-    objectives: Sequence[Objective],
+    objectives: Sequence[str],
     wait_for_pruner: bool,
     tracking_uri: str,
 ) -> tuple[Outcome, dict[str, str]]:
@@ -99,12 +96,12 @@ def run_attempt(
 
 
 def _call_job(
-    job_ref: str, search_path: Sequence[str], trial: Trial, objectives: Sequence[Objective]
+    job_ref: str, search_path: Sequence[str], trial: Trial, objectives: Sequence[str]
 ) -> Outcome:
     try:
         job = load_job(job_ref, search_path=search_path)
         return from_result(job(dict(trial.params), trial), objectives)
-    except (TrialPruned, optuna.TrialPruned):
+    except _pruned_types():
         return Outcome("PRUNED", reason=f"pruned at step {trial.last_step}")
     except TrialDiverged as exc:
         return Outcome("PRUNED", reason=f"diverged: {exc}", diverged=True)
@@ -115,6 +112,12 @@ def _call_job(
         trial.sink.log_artifact("traceback.txt", text.encode())
         summary = "".join(traceback.format_exception_only(exc)).strip().splitlines()[-1]
         return Outcome("FAIL", reason=summary[:_TRACEBACK_LIMIT], job_error=True)
+
+
+def _pruned_types() -> tuple[type[BaseException], ...]:
+    """orch's TrialPruned, and Optuna's when the job imported Optuna (ported objectives)."""
+    optuna = sys.modules.get("optuna")
+    return (TrialPruned, optuna.TrialPruned) if optuna is not None else (TrialPruned,)
 
 
 class OutputLog(io.TextIOBase):

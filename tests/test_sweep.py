@@ -284,3 +284,24 @@ def test_journal_file_storage_works_like_sqlite(tmp_path):
     assert result.storage == f"journal:{journal}"
     assert sum(result.counts[s] for s in ("COMPLETE", "PRUNED")) == 3
     assert not (tmp_path / "optuna.db").exists()
+
+
+def test_job_exceptions_are_retried_only_when_the_spec_asks(tmp_path, write_spec):
+    body = """
+        name: {name}
+        job: tests.jobs_for_tests:by_mode
+        objective: {{metric: loss}}
+        trials: 1
+        retries: 2
+        retry_exceptions: {retry}
+        space:
+          mode: {{type: categorical, choices: [raise]}}
+        """
+    for name, retry, attempts in (("plain", "false", 1), ("retried", "true", 3)):
+        sweep(write_spec(body.format(name=name, retry=retry), f"{name}.yaml"), workspace=tmp_path)
+        (trial,) = load(tmp_path, name).trials
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs["orch.attempts"] == attempts
+        assert trial.user_attrs["fail_reason"] == "RuntimeError: boom from the job"
+        _, children = runs(tmp_path, name)
+        assert len(children) == attempts and all(r.info.status == "FAILED" for r in children)

@@ -6,8 +6,7 @@ import pytest
 
 from jobs.quadratic import run as quadratic
 from orchestrator import local_trial
-from orchestrator.outcome import from_result
-from orchestrator.spec import Objective
+from orchestrator.attempts import from_result
 from orchestrator.worker import OutputLog
 
 
@@ -60,7 +59,7 @@ def test_log_artifact_needs_a_file(tmp_path):
     ],
 )
 def test_results_are_read_strictly(result, state, reason):
-    outcome = from_result(result, [Objective(metric="loss")])
+    outcome = from_result(result, ["loss"])
     assert (outcome.state, outcome.reason) == (state, reason)
     if state == "COMPLETE":
         assert outcome.values == [1.0] and outcome.metrics == {"loss": 1.0, "acc": 0.5}

@@ -1,17 +1,33 @@
-"""What one trial attempt produced, read from what its job returned or raised."""
+"""One attempt of a trial: the ticket a worker gets, and the outcome it returns.
+
+Kept free of Optuna, MLflow and pydantic, so a Ray worker starts without importing them.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from orchestrator.spec import Objective
-
-__all__ = ["Outcome", "from_result"]
+__all__ = ["Outcome", "Ticket", "from_result"]
 
 State = Literal["COMPLETE", "PRUNED", "FAIL"]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One attempt of one trial, as handed to the executor."""
+
+    number: int
+    trial_id: int
+    attempt: int
+    params: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The attempt's address in the tracker."""
+        return f"{self.number}.{self.attempt}"
 
 
 @dataclass
@@ -28,7 +44,7 @@ class Outcome:
     duration_s: float = 0.0
 
 
-def from_result(result: object, objectives: Sequence[Objective]) -> Outcome:
+def from_result(result: object, objectives: Sequence[str]) -> Outcome:
     """COMPLETE with the objective values, or FAIL saying what is wrong with ``result``."""
     if not isinstance(result, dict):
         return Outcome("FAIL", reason=f"job returned {type(result).__name__}, expected a dict")
@@ -39,18 +55,18 @@ def from_result(result: object, objectives: Sequence[Objective]) -> Outcome:
         except (TypeError, ValueError):
             return Outcome("FAIL", reason=f"metric {name!r} is not a number: {value!r}")
     values = []
-    for objective in objectives:
-        if objective.metric not in metrics:
+    for metric in objectives:
+        if metric not in metrics:
             got = ", ".join(sorted(metrics)) or "nothing"
             return Outcome(
                 "FAIL",
                 metrics=metrics,
-                reason=f"objective metric {objective.metric!r} missing from the result (got {got})",
+                reason=f"objective metric {metric!r} missing from the result (got {got})",
             )
-        value = metrics[objective.metric]
+        value = metrics[metric]
         if not math.isfinite(value):
             return Outcome(
-                "FAIL", metrics=metrics, reason=f"objective metric {objective.metric!r} is {value}"
+                "FAIL", metrics=metrics, reason=f"objective metric {metric!r} is {value}"
             )
         values.append(value)
     return Outcome("COMPLETE", values=values, metrics=metrics)
