@@ -174,7 +174,7 @@ def main() -> None:
         json.dumps({"args": vars(args) | {"out": str(args.out)}, **found}, indent=2)
     )
     print(
-        f"\n| tool | time to test_error <= {args.target:.2f} (s) | total (s) | epochs trained "
+        f"\n| tool | time to test_error <= {args.target:g} (s) | total (s) | epochs trained "
         "| best test_error |"
     )
     print("|---|---|---|---|---|")

@@ -129,9 +129,10 @@ class LocalCluster:
                 os.killpg(node.process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
+        deadline = time.monotonic() + 10  # one grace period for all nodes, then SIGKILL
         for node in self.nodes:
             try:
-                node.process.wait(timeout=20)
+                node.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 node.kill()
         # Workers live in their own process groups: end the ones of this cluster's session.
