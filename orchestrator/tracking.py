@@ -40,6 +40,7 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 #: MLflow run status for each final Optuna state (pruned trials ran fine, they just stopped early).
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
+PARAMS_WAIT_S = 5.0  # longest a new run waits for its params when nothing else is written
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -94,6 +95,9 @@ class Tracker:
         self._runs: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
         self._pending: dict[str, list[Metric]] = defaultdict(list)
+        # A run's params ride along with its next write (the worker's first tags, normally);
+        # the flusher writes those still waiting after PARAMS_WAIT_S.
+        self._params_due: dict[str, tuple[float, list[Param]]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._errors: list[str] = []
@@ -162,7 +166,8 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
         run_id = run.info.run_id
         self._runs[key] = run_id
-        self._write(run_id, params=_params(params))
+        with self._lock:  # written with the first tags or metrics, or by the flusher
+            self._params_due[run_id] = (time.monotonic(), _params(params))
         return run_id
 
     def run_id(self, key: str) -> str:
@@ -237,21 +242,23 @@ class Tracker:
     def _flush_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                self._flush_all()
+                self._flush_all(params_wait_s=PARAMS_WAIT_S)
             except Exception as exc:  # metrics stay queued; the next flush retries them
                 self._errors.append(f"metric flush failed: {exc}")
 
-    def _flush_all(self) -> None:
+    def _flush_all(self, params_wait_s: float = 0.0) -> None:
         with self._lock:
-            run_ids = list(self._pending)
+            due_since = time.monotonic() - params_wait_s
+            waited = [run for run, (since, _) in self._params_due.items() if since <= due_since]
+            run_ids = list(dict.fromkeys([*self._pending, *waited]))
         for run_id in run_ids:
             self._flush_run(run_id)
 
     def _flush_run(self, run_id: str) -> None:
         with self._lock:
             entries = self._pending.pop(run_id, [])
-        if not entries:
-            return
+            if not entries and run_id not in self._params_due:
+                return
         try:
             self._write(run_id, metrics=entries)
         except Exception:
@@ -272,7 +279,20 @@ class Tracker:
         params: Iterable[Param] = (),
         tags: Iterable[RunTag] = (),
     ) -> None:
-        metrics, params, tags = list(metrics), list(params), list(tags)
+        with self._lock:
+            _, due = self._params_due.pop(run_id, (0.0, []))
+        metrics, params, tags = list(metrics), [*due, *params], list(tags)
+        try:
+            self._write_batches(run_id, metrics, params, tags)
+        except Exception:
+            if due:
+                with self._lock:
+                    self._params_due.setdefault(run_id, (time.monotonic(), due))
+            raise
+
+    def _write_batches(
+        self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
+    ) -> None:
         with self._write_lock:
             while metrics or params or tags:  # one log_batch per MLflow batch limit, not per kind
                 cut = MAX_PARAMS_TAGS_PER_BATCH

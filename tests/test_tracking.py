@@ -1,0 +1,51 @@
+"""The MLflow tracker against a real sqlite tracking store, without Ray."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from orchestrator import tracking
+from orchestrator.tracking import Tracker
+
+
+def _tracker(tmp_path: Path) -> tuple[Tracker, MlflowClient]:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # The flusher waits a minute: writes happen only when the test makes them.
+    tracker = Tracker(tracking_uri=uri, experiment="t", flush_interval_s=60)
+    tracker.start_parent(name="parent", spec_yaml="name: t\n", tags={})
+    return tracker, MlflowClient(uri)
+
+
+def test_params_ride_with_the_first_tags_in_one_write(tmp_path: Path) -> None:
+    tracker, client = _tracker(tmp_path)
+    writes = tracker.stats().get("_write", {}).get("calls", 0)
+    run_id = tracker.start_trial("0.0", run_name="t0", params={"lr": 0.1}, tags={})
+    tracker.set_tags("0.0", {"orch.node": "n1"})
+    assert tracker.stats()["_write"]["calls"] == writes + 1
+    run = client.get_run(run_id)
+    assert run.data.params == {"lr": "0.1"} and run.data.tags["orch.node"] == "n1"
+    tracker.end_trial("0.0", state="COMPLETE", metrics={"loss": 1.0}, tags={})
+    assert client.get_run(run_id).data.params == {"lr": "0.1"}
+    assert tracker.close() == []
+
+
+def test_params_of_a_quiet_trial_are_written_by_the_flusher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking, "PARAMS_WAIT_S", 0.3)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(tracking_uri=uri, experiment="t", flush_interval_s=0.1)
+    client = MlflowClient(uri)
+    run_id = tracker.start_trial("0.0", run_name="t0", params={"depth": 3}, tags={})
+    deadline = time.monotonic() + 20
+    while not client.get_run(run_id).data.params and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.get_run(run_id).data.params == {"depth": "3"}
+    tracker.end_trial("0.0", state="FAIL", metrics={}, tags={})
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.params == {"depth": "3"}
+    assert tracker.close() == []
