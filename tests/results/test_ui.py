@@ -125,7 +125,6 @@ def test_mlflow_ui_lists_the_sweep_and_its_trials_in_chromium(finished, tmp_path
 
 
 def test_ui_optuna_serves_the_study_storage(finished):
-    pytest.importorskip("optuna_dashboard")
     with start_optuna_dashboard(storage_url=finished.storage, port=0) as server:
         assert server.url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(f"{server.url}/api/studies", timeout=30) as response:
