@@ -22,9 +22,8 @@ import optuna
 import ray
 
 from jobs.noop import run as noop
-from orchestrator import local_trial
+from orchestrator import local_trial, sweep
 from orchestrator.spec import Spec
-from orchestrator.sweep import sweep
 
 SPACE = {
     "x": {"type": "float", "low": -5.0, "high": 5.0},

@@ -23,8 +23,8 @@ import optuna
 import psutil
 import ray
 
+from orchestrator import sweep
 from orchestrator.spec import Spec
-from orchestrator.sweep import sweep
 
 SLEEP_S = 0.05
 

@@ -22,8 +22,8 @@ import ray
 from mlflow import MlflowClient
 
 from jobs.deq.train import run as train
+from orchestrator import sweep
 from orchestrator.spec import Spec
-from orchestrator.sweep import sweep
 from orchestrator.trial import Trial
 
 FIXED = {"model": "deq", "max_iter": 30, "batch_size": 64}

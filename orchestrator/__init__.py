@@ -1,22 +1,92 @@
-"""orch: hyperparameter sweeps of deep equilibrium models on Optuna, Ray and MLflow."""
+"""orch: hyperparameter sweeps of deep equilibrium models on Optuna, Ray and MLflow.
+
+The public API, for notebooks and scripts::
+
+    from orchestrator import sweep, read_study, best_summary
+    result = sweep("search_spaces/quadratic.yaml", trials=8)
+
+A package per stage of a sweep, each importing only those before it: :mod:`~orchestrator.spec`
+(the YAML file) → :mod:`~orchestrator.trial` (what a job sees) → :mod:`~orchestrator.study`
+(Optuna) and :mod:`~orchestrator.tracking` (MLflow) → :mod:`~orchestrator.engine` (Ray) →
+:func:`sweep`; :mod:`~orchestrator.results` reads sweeps back, :mod:`~orchestrator.cluster`
+runs them remotely, :mod:`~orchestrator.cli` is the ``orch`` command. The names below that need
+Optuna, Ray or MLflow are imported on first use, so ``import orchestrator`` stays light (jobs
+and Ray workers import it).
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ClusterError, OrchError, RunError, SpecError, StudyError
 from orchestrator.trial import LocalSink, Trial, TrialDiverged, TrialPruned, local_trial
 
+if TYPE_CHECKING:
+    from orchestrator._sweep import SweepInterrupted, SweepResult, sweep
+    from orchestrator.results import (
+        StatusReader,
+        best_summary,
+        compare_runs,
+        export_study,
+        read_study,
+        replay,
+        study_summary,
+    )
+    from orchestrator.spec import Spec, load_spec
+
 __version__ = "0.1.0"
+
+#: Public names imported on first use, and the module each comes from.
+_LAZY = {
+    "sweep": "orchestrator._sweep",
+    "SweepInterrupted": "orchestrator._sweep",
+    "SweepResult": "orchestrator._sweep",
+    "Spec": "orchestrator.spec",
+    "load_spec": "orchestrator.spec",
+    "StatusReader": "orchestrator.results",
+    "best_summary": "orchestrator.results",
+    "compare_runs": "orchestrator.results",
+    "export_study": "orchestrator.results",
+    "read_study": "orchestrator.results",
+    "replay": "orchestrator.results",
+    "study_summary": "orchestrator.results",
+}
 
 __all__ = [
     "ClusterError",
     "LocalSink",
     "OrchError",
     "RunError",
+    "Spec",
     "SpecError",
+    "StatusReader",
     "StudyError",
+    "SweepInterrupted",
+    "SweepResult",
     "Trial",
     "TrialDiverged",
     "TrialPruned",
     "__version__",
+    "best_summary",
+    "compare_runs",
+    "export_study",
+    "load_spec",
     "local_trial",
+    "read_study",
+    "replay",
+    "study_summary",
+    "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

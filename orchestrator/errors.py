@@ -1,6 +1,8 @@
-"""The one root exception of orch and its user-facing subclasses."""
+"""The one root exception of orch, its user-facing subclasses, and their one-line messages."""
 
 from __future__ import annotations
+
+__all__ = ["ClusterError", "OrchError", "RunError", "SpecError", "StudyError", "one_line"]
 
 
 class OrchError(Exception):
@@ -21,3 +23,15 @@ class ClusterError(OrchError):
 
 class RunError(OrchError):
     """An MLflow run cannot be found, read or used as asked (compare, replay, links)."""
+
+
+def one_line(exc: BaseException, *, limit: int = 300, with_type: bool = False) -> str:
+    """The first non-blank line of ``exc``'s message, cut at ``limit`` characters.
+
+    With ``with_type`` it reads ``TypeName: message``; an empty message gives the type's name.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = f"{type(exc).__name__}: {lines[0]}" if with_type else lines[0]
+    return text[:limit]

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["SUBMITTED_FILE", "Provenance", "collect", "git_state"]
+from orchestrator.names import Tag
+
+__all__ = ["SUBMITTED_FILE", "Provenance", "collect", "git_state", "package_version"]
 
 #: Written into the package ``orch submit`` uploads: the submitting machine's provenance (the
 #: copy of the project on the cluster has no .git).
@@ -34,17 +36,17 @@ class Provenance:
 def collect(project: Path) -> Provenance:
     """Record the project's git state and this interpreter's packages (no environment values)."""
     found = Provenance()
-    found.tags["orch.python"] = platform.python_version()
-    found.tags["orch.version"] = _version("orch")
+    found.tags[Tag.PYTHON] = platform.python_version()
+    found.tags[Tag.VERSION] = package_version("orch") or "none"
     for package in ("ray", "optuna", "mlflow", "torch"):
-        found.tags[f"orch.{package}_version"] = _version(package)
-    found.tags["orch.project"] = str(project)
+        found.tags[Tag.PACKAGE_VERSION.format(package=package)] = package_version(package) or "none"
+    found.tags[Tag.PROJECT] = str(project)
     commit = _git(project, "rev-parse", "HEAD")
     if commit:
-        found.tags["mlflow.source.git.commit"] = commit
-        found.tags["orch.git_commit"] = commit
+        found.tags[Tag.SOURCE_GIT_COMMIT] = commit
+        found.tags[Tag.GIT_COMMIT] = commit
         status = _git(project, "status", "--porcelain") or ""
-        found.tags["orch.git_dirty"] = "true" if status.strip() else "false"
+        found.tags[Tag.GIT_DIRTY] = "true" if status.strip() else "false"
         if status.strip():
             diff = _git(project, "diff", "HEAD", "--binary") or ""
             found.files["code/git.diff"] = diff.encode()
@@ -69,11 +71,11 @@ def git_state(project: Path) -> tuple[str | None, bool]:
 def _add_submitted(found: Provenance, shipped: dict[str, object]) -> None:
     """Take the git state from the submitting machine; keep this machine's environment too."""
     tags = dict(shipped["tags"])  # type: ignore[call-overload]
-    for key, value in tags.items():
-        if key.startswith(("orch.git", "mlflow.source.git")):
-            found.tags[key] = value
-    found.tags["orch.submitted_from"] = tags.get("orch.project", "")
-    found.tags["orch.submitted_python"] = tags.get("orch.python", "")
+    for key in (Tag.GIT_COMMIT, Tag.GIT_DIRTY, Tag.SOURCE_GIT_COMMIT):
+        if key in tags:
+            found.tags[key] = tags[key]
+    found.tags[Tag.SUBMITTED_FROM] = tags.get(Tag.PROJECT, "")
+    found.tags[Tag.SUBMITTED_PYTHON] = tags.get(Tag.PYTHON, "")
     for name, data in dict(shipped["files"]).items():  # type: ignore[call-overload]
         target = name if name.startswith("code/") else f"submitted/{name}"
         found.files[target] = base64.b64decode(data)
@@ -98,8 +100,9 @@ def _freeze() -> str:
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str | None:
+    """The installed version of ``package`` (None when it is not installed)."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
-        return "none"
+        return None

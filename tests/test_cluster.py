@@ -11,17 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.auth import (
+from orchestrator.cluster import (
     ClusterFolder,
     apply_mlflow_credentials,
+    check_versions,
     ensure_secrets,
+    launcher_config,
+    load_cluster_config,
+    package_project,
     read_secret,
     resolve_token,
 )
-from orchestrator.cluster import launcher_config, load_cluster_config
 from orchestrator.errors import ClusterError
 from orchestrator.provenance import SUBMITTED_FILE, collect
-from orchestrator.submit import check_versions, package_project
 from tests.conftest import REPO
 
 CLUSTERS = REPO / "clusters"
@@ -99,7 +101,7 @@ def test_mlflow_credentials_come_from_the_secrets_folder_named_by_env(
 def test_example_configs_are_valid_ray_cluster_configs(name: str) -> None:
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    from orchestrator.cluster import _local_config
+    from orchestrator.cluster._launch import _local_config
 
     config = load_cluster_config(CLUSTERS / name)
     if config.local:

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.auth import ClusterFolder, read_secret
-from orchestrator.cluster import cluster_processes
+from orchestrator.cluster import ClusterFolder, cluster_processes, read_secret
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

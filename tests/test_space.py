@@ -5,9 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from orchestrator.samplers import build_pruner, build_sampler
-from orchestrator.space import grid, sampling_order, suggest
-from orchestrator.spec import Spec
+from orchestrator.spec import Spec, grid, sampling_order, suggest
+from orchestrator.study import build_pruner, build_sampler
 
 SPACE = {
     "memory": {"type": "int", "low": 1, "high": 10, "when": {"solver": "anderson"}},

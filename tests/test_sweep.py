@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from orchestrator import StudyError
-from orchestrator.sweep import sweep
+from orchestrator import StudyError, sweep
 from tests.helpers import client, load, runs
 
 pytestmark = pytest.mark.usefixtures("ray_local")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from mlflow import MlflowClient
 
-from orchestrator import tracking
 from orchestrator.tracking import Tracker
 
 
@@ -33,12 +31,9 @@ def test_params_ride_with_the_first_tags_in_one_write(tmp_path: Path) -> None:
     assert tracker.close() == []
 
 
-def test_params_of_a_quiet_trial_are_written_by_the_flusher(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tracking, "PARAMS_WAIT_S", 0.3)
+def test_params_of_a_quiet_trial_are_written_by_the_flusher(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracker = Tracker(tracking_uri=uri, experiment="t", flush_interval_s=0.1)
+    tracker = Tracker(tracking_uri=uri, experiment="t", flush_interval_s=0.1, params_wait_s=0.3)
     client = MlflowClient(uri)
     run_id = tracker.start_trial("0.0", run_name="t0", params={"depth": 3}, tags={})
     deadline = time.monotonic() + 20

@@ -6,8 +6,8 @@ import pytest
 
 from jobs.quadratic import run as quadratic
 from orchestrator import local_trial
-from orchestrator.attempts import from_result
-from orchestrator.worker import OutputLog
+from orchestrator.engine import OutputLog
+from orchestrator.trial import from_result
 
 
 def test_local_trial_records_reports_artifacts_and_tags(tmp_path):

@@ -1,4 +1,8 @@
-"""The ``orch`` command line: a thin Typer layer over the Python API."""
+"""The ``orch`` command line: a thin Typer layer over the Python API.
+
+Command modules import the API inside each command, so ``orch --help`` loads Typer and rich
+only. May import every other part of orch.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import click
 import typer
 
 from orchestrator.cli import cluster, reports, results, sweep  # noqa: F401  (registers their commands)
-from orchestrator.cli._common import app
+from orchestrator.cli._app import app
 from orchestrator.errors import ClusterError, OrchError
 
 __all__ = ["app", "main"]
@@ -16,6 +20,9 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console entry point: one line on stderr and exit 2 for bad input, 1 for cluster trouble."""
+    from orchestrator._logging import quiet_libraries
+
+    quiet_libraries()
     try:
         code = app(standalone_mode=False)
     except OrchError as exc:

@@ -5,23 +5,20 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from orchestrator import cluster, submit
-from orchestrator.auth import MLFLOW_PASSWORD_FILE, MLFLOW_USER, ClusterFolder
-from orchestrator.cli._common import (
-    JsonOpt,
-    SetOpt,
-    SpecArg,
-    app,
-    err,
-    out,
-    print_json,
-)
+from orchestrator.cli import _options as opt
+from orchestrator.cli._app import app, err, out
+from orchestrator.cli._forward import as_arguments, with_options_of
+from orchestrator.cli._tables import print_json
+from orchestrator.cli.sweep import sweep_command
 from orchestrator.errors import ClusterError
+
+if TYPE_CHECKING:
+    from orchestrator.cluster import Connection
 
 cluster_app = typer.Typer(
     name="cluster",
@@ -32,32 +29,6 @@ app.add_typer(cluster_app, rich_help_panel="Clusters")
 
 ConfigArg = Annotated[
     Path, typer.Argument(help="Cluster config: the YAML `ray up` takes.", show_default=False)
-]
-DashboardOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help="The head's dashboard, http://HEAD:8265 (env RAY_API_SERVER_ADDRESS; default: the "
-        "one cluster orch cluster up started here).",
-    ),
-]
-TokenFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="File holding the cluster's Ray token (default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
-        "or the file orch cluster up wrote)."
-    ),
-]
-HeadStorageOpt = Annotated[
-    str | None,
-    typer.Option(help="Optuna storage URL as the head sees it (default: the cluster's own)."),
-]
-HeadTrackingOpt = Annotated[
-    str | None,
-    typer.Option(help="MLflow tracking URI as the head sees it (default: the cluster's server)."),
-]
-HeadWorkspaceOpt = Annotated[
-    Path | None, typer.Option(help="Folder on the head for default stores (orch sweep's).")
 ]
 JobArg = Annotated[str, typer.Argument(help="The job id orch submit printed.")]
 FollowOpt = Annotated[bool, typer.Option("--follow", "-f", help="Stream the log until it ends.")]
@@ -73,7 +44,9 @@ def _say(message: str) -> None:
 @cluster_app.command("up")
 def up_command(config: ConfigArg) -> None:
     """Start a cluster with token auth, an MLflow server (basic auth) and the Optuna storage."""
-    state = cluster.up(config, say=_say)
+    from orchestrator.cluster import MLFLOW_USER, ClusterFolder, up
+
+    state = up(config, say=_say)
     folder = ClusterFolder.of(state["name"])
     out.print(f"[bold]{state['name']}[/] is up", highlight=False)
     lines = [
@@ -95,14 +68,18 @@ def down_command(
     config: Annotated[str, typer.Argument(help="Cluster config (or the cluster's name).")],
 ) -> None:
     """Stop every process and node of a cluster; its data and secrets stay in its folder."""
-    state = cluster.down(config, say=_say)
+    from orchestrator.cluster import down
+
+    state = down(config, say=_say)
     out.print(f"[bold]{state['name']}[/] is down", highlight=False)
 
 
 @cluster_app.command("status")
-def status_command(json_: JsonOpt = False) -> None:
+def status_command(json_: opt.Json = False) -> None:
     """Clusters started from this machine, and whether they still run."""
-    found = cluster.status()
+    from orchestrator.cluster import status
+
+    found = status()
     if json_:
         print_json({"clusters": found})
         return
@@ -126,6 +103,8 @@ def status_command(json_: JsonOpt = False) -> None:
 @cluster_app.command("env")
 def env_command(name: Annotated[str, typer.Argument(help="The cluster's name.")]) -> None:
     """Print shell exports that point Ray and MLflow clients at a cluster (secrets by file)."""
+    from orchestrator.cluster import MLFLOW_PASSWORD_FILE, MLFLOW_USER, ClusterFolder
+
     folder = ClusterFolder.of(name)
     state = folder.state()
     if state is None:
@@ -155,7 +134,9 @@ def mlflow_command(
     ] = None,
 ) -> None:
     """Start the MLflow server with basic auth on a head node (used by the cluster configs)."""
-    cluster.start_mlflow(
+    from orchestrator.cluster import start_mlflow
+
+    start_mlflow(
         secrets_dir=secrets,
         data_dir=data,
         host=host,
@@ -169,43 +150,30 @@ def mlflow_command(
 
 
 @app.command("submit", rich_help_panel="Clusters")
+@with_options_of(sweep_command, leave_out=("address",))
 def submit_command(
-    spec: SpecArg,
-    address: DashboardOpt = None,
-    token_file: TokenFileOpt = None,
+    spec: opt.Spec,
+    address: opt.Dashboard = None,
+    token_file: opt.TokenFile = None,
     follow: FollowOpt = False,
     allow_version_mismatch: Annotated[
         bool, typer.Option(help="Submit even if orch, Ray or Python differ from the head's.")
     ] = False,
-    trials: Annotated[
-        int | None, typer.Option(help="Finished trials the study should hold.")
-    ] = None,
-    parallel: Annotated[int | None, typer.Option(help="Trials at once.")] = None,
-    set_: SetOpt = None,
-    storage: HeadStorageOpt = None,
-    tracking_uri: HeadTrackingOpt = None,
-    resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
-    workspace: HeadWorkspaceOpt = None,
-    json_: JsonOpt = False,
+    **sweep_options: Any,
 ) -> None:
-    """Run `orch sweep SPEC` on a cluster as a Ray job: ships this project, prints the job id."""
-    forwarded: list[str] = []
-    for flag, value in (
-        ("--trials", trials),
-        ("--parallel", parallel),
-        ("--storage", storage),
-        ("--tracking-uri", tracking_uri),
-        ("--workspace", workspace),
-    ):
-        if value is not None:
-            forwarded += [flag, str(value)]
-    forwarded += ["--resume"] * resume + ["--json"] * json_
-    conn = submit.connect(address=address, token_file=token_file)
-    job_id = submit.submit(
+    """Run `orch sweep SPEC` on a cluster as a Ray job: ships this project, prints the job id.
+
+    Takes every option of `orch sweep` (but --address, the cluster's own) and passes it on;
+    --storage, --tracking-uri and --workspace are as the head sees them.
+    """
+    from orchestrator.cluster import connect, submit
+
+    conn = connect(address=address, token_file=token_file)
+    job_id = submit(
         spec,
         conn=conn,
-        overrides=set_ or [],
-        sweep_args=forwarded,
+        overrides=sweep_options.get("set_") or [],
+        sweep_args=as_arguments(sweep_command, {**sweep_options, "set_": None}),
         allow_version_mismatch=allow_version_mismatch,
         say=_say,
     )
@@ -219,14 +187,16 @@ def submit_command(
 
 @app.command("jobs", rich_help_panel="Clusters")
 def jobs_command(
-    address: DashboardOpt = None,
-    token_file: TokenFileOpt = None,
+    address: opt.Dashboard = None,
+    token_file: opt.TokenFile = None,
     every: Annotated[bool, typer.Option("--all", help="Every Ray job, not only sweeps.")] = False,
-    json_: JsonOpt = False,
+    json_: opt.Json = False,
 ) -> None:
     """Sweeps submitted to a cluster, newest first, with their status."""
-    conn = submit.connect(address=address, token_file=token_file)
-    rows = submit.list_jobs(conn, every=every)
+    from orchestrator.cluster import connect, list_jobs
+
+    conn = connect(address=address, token_file=token_file)
+    rows = list_jobs(conn, every=every)
     if json_:
         print_json({"address": conn.address, "jobs": rows})
         return
@@ -249,39 +219,45 @@ def jobs_command(
 @app.command("logs", rich_help_panel="Clusters")
 def logs_command(
     job: JobArg,
-    address: DashboardOpt = None,
-    token_file: TokenFileOpt = None,
+    address: opt.Dashboard = None,
+    token_file: opt.TokenFile = None,
     follow: FollowOpt = False,
 ) -> None:
     """Print a job's log (with --follow, until the job ends; Ctrl-C detaches)."""
-    conn = submit.connect(address=address, token_file=token_file)
+    from orchestrator.cluster import connect, job_logs, job_status
+
+    conn = connect(address=address, token_file=token_file)
     if follow:
-        submit.job_status(conn, job)  # a clear error for an unknown job
+        job_status(conn, job)  # a clear error for an unknown job
         _follow(conn, job)
         return
-    sys.stdout.write(submit.job_logs(conn, job))
+    sys.stdout.write(job_logs(conn, job))
 
 
 @app.command("stop", rich_help_panel="Clusters")
 def stop_command(
-    job: JobArg, address: DashboardOpt = None, token_file: TokenFileOpt = None
+    job: JobArg, address: opt.Dashboard = None, token_file: opt.TokenFile = None
 ) -> None:
     """Stop a submitted sweep (its running trials are closed as after Ctrl-C)."""
-    conn = submit.connect(address=address, token_file=token_file)
-    if submit.stop_job(conn, job):
+    from orchestrator.cluster import connect, job_status, stop_job
+
+    conn = connect(address=address, token_file=token_file)
+    if stop_job(conn, job):
         out.print(f"stopping {job}", markup=False, highlight=False)
     else:
-        out.print(f"{job} had already ended ({submit.job_status(conn, job)})", markup=False)
+        out.print(f"{job} had already ended ({job_status(conn, job)})", markup=False)
 
 
-def _follow(conn: submit.Connection, job_id: str) -> None:
+def _follow(conn: Connection, job_id: str) -> None:
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
+    from orchestrator.cluster import Detached, follow
+
     try:
-        status = submit.follow(conn, job_id, write=write)
-    except submit.Detached:
+        status = follow(conn, job_id, write=write)
+    except Detached:
         _say(f"detached; {job_id} keeps running (orch logs {job_id} --follow, orch stop {job_id})")
         return
     if status == "FAILED":
@@ -289,13 +265,3 @@ def _follow(conn: submit.Connection, job_id: str) -> None:
     if status == "STOPPED":
         _say(f"job {job_id} was stopped")
         raise typer.Exit(130)
-
-
-def query_head(*, address: str, token_file: Path | None, args: list[str]) -> None:
-    """Run ``orch ARGS`` on the head (where the study's storage is) and print its output."""
-    conn = submit.connect(address=address, token_file=token_file)
-    ok, output = submit.run_on_head(conn, args)
-    if not ok:
-        lines = [line for line in output.splitlines() if line.strip()]
-        raise ClusterError(f"on the head: {lines[-1] if lines else 'no output'}")
-    sys.stdout.write(output)

@@ -10,26 +10,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from orchestrator.cli._common import (
-    JsonOpt,
-    StorageOpt,
-    TrackingOpt,
-    WorkspaceOpt,
-    app,
-    err,
-    out,
-    print_json,
-    short,
-)
-from orchestrator.results import read_study
+from orchestrator.cli import _options as opt
+from orchestrator.cli._app import app, err, out
+from orchestrator.cli._tables import print_json, short
 from orchestrator.workspace import resolve_locations
-
-StudyArg = Annotated[str, typer.Argument(help="The study name.", show_default=False)]
 
 
 @app.command("export")
 def export_command(
-    study: StudyArg,
+    study: opt.Study,
     output: Annotated[
         Path,
         typer.Option(
@@ -39,12 +28,12 @@ def export_command(
             show_default=False,
         ),
     ],
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    workspace: WorkspaceOpt = None,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    workspace: opt.Workspace = None,
 ) -> None:
     """One typed row per trial (params, values, times, node, run id); reports in a 2nd file."""
-    from orchestrator.export import export_study
+    from orchestrator.results import export_study, read_study
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     loaded = read_study(where.storage, study)
@@ -70,13 +59,13 @@ def compare_command(
         Path | None,
         typer.Option(help="Write the runs' metric curves (metrics with >1 step) to this PNG."),
     ] = None,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    workspace: WorkspaceOpt = None,
-    json_: JsonOpt = False,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    workspace: opt.Workspace = None,
+    json_: opt.Json = False,
 ) -> None:
     """Params that differ and final metrics of runs side by side; --plot draws their curves."""
-    from orchestrator.compare import compare_runs, plot_curves
+    from orchestrator.results import compare_runs, plot_curves
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     found = compare_runs(refs, tracking_uri=where.tracking_uri, storage_url=where.storage)
@@ -115,13 +104,13 @@ def replay_command(
         Path | None,
         typer.Option(help="Project folder whose code runs (default: around the current dir)."),
     ] = None,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    workspace: WorkspaceOpt = None,
-    json_: JsonOpt = False,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    workspace: opt.Workspace = None,
+    json_: opt.Json = False,
 ) -> None:
     """Re-run a trial with its exact params and code here; log it, and diff its metrics."""
-    from orchestrator.replay import replay
+    from orchestrator.results import replay
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     result = replay(
@@ -161,7 +150,7 @@ def replay_command(
 
 @app.command("report")
 def report_command(
-    study: StudyArg,
+    study: opt.Study,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -171,13 +160,13 @@ def report_command(
     log: Annotated[
         bool, typer.Option("--log", help="Also store it under report/ on the sweep's parent run.")
     ] = False,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    workspace: WorkspaceOpt = None,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    workspace: opt.Workspace = None,
 ) -> None:
     """Optuna's plots (PNG + interactive HTML) and an index.html summary of a study."""
-    from orchestrator.report import build_report, log_report
-    from orchestrator.study import PARENT_RUN_ATTR
+    from orchestrator.names import StudyAttr
+    from orchestrator.results import build_report, log_report, read_study
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     loaded = read_study(where.storage, study)
@@ -187,7 +176,7 @@ def report_command(
     if log:
         from mlflow import MlflowClient
 
-        parent = loaded.user_attrs.get(PARENT_RUN_ATTR)
+        parent = loaded.user_attrs.get(StudyAttr.PARENT_RUN_ID)
         if parent is None:
             err.print(f"study {study!r} has no parent run to log to", style="red")
             raise typer.Exit(2)
@@ -205,22 +194,27 @@ def ui_command(
         bool,
         typer.Option("--optuna", help="Start optuna-dashboard on the study storage instead."),
     ] = False,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    workspace: WorkspaceOpt = None,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    workspace: opt.Workspace = None,
 ) -> None:
     """Serve the sweeps' MLflow UI (or optuna-dashboard) until Ctrl-C; print its address."""
-    from orchestrator import ui
+    from orchestrator.results import (
+        experiment_urls,
+        is_server,
+        start_mlflow_ui,
+        start_optuna_dashboard,
+    )
 
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     if optuna_:
-        server = ui.start_optuna_dashboard(storage_url=where.storage, host=host, port=port)
+        server = start_optuna_dashboard(storage_url=where.storage, host=host, port=port)
         store = where.storage
-    elif ui.is_server(where.tracking_uri):
+    elif is_server(where.tracking_uri):
         out.print(f"MLflow UI: {where.tracking_uri} (the tracking store is a server already)")
         return
     else:
-        server = ui.start_mlflow_ui(tracking_uri=where.tracking_uri, host=host, port=port)
+        server = start_mlflow_ui(tracking_uri=where.tracking_uri, host=host, port=port)
         store = where.tracking_uri
     with server:
         out.print(f"{server.name}: {server.url}", markup=False, highlight=False)
@@ -231,7 +225,7 @@ def ui_command(
             highlight=False,
         )
         if not optuna_:
-            for name, url in ui.experiment_urls(server.url, where.tracking_uri).items():
+            for name, url in experiment_urls(server.url, where.tracking_uri).items():
                 out.print(f"  {name}: {url}", soft_wrap=True, markup=False, highlight=False)
         if host not in ("127.0.0.1", "localhost", "::1"):
             err.print(

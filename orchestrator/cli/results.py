@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group, RenderableType
@@ -14,21 +15,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import results
-from orchestrator.cli._common import (
-    JsonOpt,
-    StorageOpt,
-    TrackingOpt,
-    WorkspaceOpt,
-    app,
-    err,
-    out,
-    print_best,
-    print_json,
-    short,
-)
-from orchestrator.status import StatusReader, StudyStatus
+from orchestrator.cli import _options as opt
+from orchestrator.cli._app import app, err, out
+from orchestrator.cli._tables import print_best, print_json, short
 from orchestrator.workspace import resolve_locations
+
+if TYPE_CHECKING:
+    from orchestrator.results import StatusReader, StudyStatus
 
 _STATE_STYLE = {"running": "green", "done": "blue", "stopped": "yellow"}
 RemoteOpt = Annotated[
@@ -37,9 +30,6 @@ RemoteOpt = Annotated[
         "--address",
         help="Ask a cluster's head (http://HEAD:8265), where its study storage lives.",
     ),
-]
-TokenFileOpt = Annotated[
-    Path | None, typer.Option(help="File holding the cluster's Ray token (with --address).")
 ]
 
 
@@ -52,12 +42,12 @@ def status_command(
     interval: Annotated[
         float, typer.Option(min=0.2, help="Seconds between refreshes with --watch.")
     ] = 2.0,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    workspace: WorkspaceOpt = None,
-    json_: JsonOpt = False,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    workspace: opt.Workspace = None,
+    json_: opt.Json = False,
     address: RemoteOpt = None,
-    token_file: TokenFileOpt = None,
+    token_file: opt.TokenFile = None,
 ) -> None:
     """Studies with trials per state, best values, running trials (node, GPU) and ETA."""
     if watch and json_:
@@ -71,10 +61,10 @@ def status_command(
                 param_hint="--watch",
             )
         args = ["status", *([study] if study else []), *_store_args(storage, tracking_uri, json_)]
-        from orchestrator.cli.cluster import query_head
-
-        query_head(address=address, token_file=token_file, args=args)
+        _on_head(address, token_file, args)
         return
+    from orchestrator.results import StatusReader
+
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
     reader = StatusReader(storage_url=where.storage, tracking_uri=where.tracking_uri)
     if json_:
@@ -91,25 +81,25 @@ def status_command(
 
 @app.command("best")
 def best_command(
-    study: Annotated[str, typer.Argument(help="The study name.")],
+    study: opt.Study,
     top: Annotated[int, typer.Option(min=1, help="How many best trials (single objective).")] = 1,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    workspace: WorkspaceOpt = None,
-    json_: JsonOpt = False,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    workspace: opt.Workspace = None,
+    json_: opt.Json = False,
     address: RemoteOpt = None,
-    token_file: TokenFileOpt = None,
+    token_file: opt.TokenFile = None,
 ) -> None:
     """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
     if address:
         args = ["best", study, f"--top={top}", *_store_args(storage, tracking_uri, json_)]
-        from orchestrator.cli.cluster import query_head
-
-        query_head(address=address, token_file=token_file, args=args)
+        _on_head(address, token_file, args)
         return
+    from orchestrator.results import best_summary, read_study
+
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    loaded = results.read_study(where.storage, study)
-    summary = results.best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
+    loaded = read_study(where.storage, study)
+    summary = best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
     if json_:
         print_json(summary)
         return
@@ -136,6 +126,13 @@ def best_command(
         )
     for problem in summary["problems"]:
         err.print(problem, style="yellow", markup=False, highlight=False)
+
+
+def _on_head(address: str, token_file: Path | None, args: list[str]) -> None:
+    """Run ``orch ARGS`` on the cluster's head, where its study storage is; print its output."""
+    from orchestrator.cluster import connect, run_on_head
+
+    sys.stdout.write(run_on_head(connect(address=address, token_file=token_file), args))
 
 
 def _store_args(storage: str | None, tracking_uri: str | None, json_: bool) -> list[str]:

@@ -9,52 +9,33 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli._common import (
-    JsonOpt,
-    SetOpt,
-    SpecArg,
-    StorageOpt,
-    TrackingOpt,
-    WorkspaceOpt,
-    app,
-    err,
-    out,
-    print_best,
-    print_json,
-)
-from orchestrator.spec import spec_schema
-from orchestrator.validate import prepare
-
-AddressOpt = Annotated[
-    str | None,
-    typer.Option(help="Ray cluster: ray://HOST:10001, auto or HOST:PORT (env RAY_ADDRESS)."),
-]
+from orchestrator.cli import _options as opt
+from orchestrator.cli._app import app, err, out
+from orchestrator.cli._tables import print_best, print_json
 
 
 @app.command("sweep")
 def sweep_command(
-    spec: SpecArg,
+    spec: opt.Spec,
     trials: Annotated[
         int | None, typer.Option(help="Finished trials the study should hold.")
     ] = None,
     parallel: Annotated[int | None, typer.Option(help="Trials at once.")] = None,
-    set_: SetOpt = None,
-    storage: StorageOpt = None,
-    tracking_uri: TrackingOpt = None,
-    address: AddressOpt = None,
+    set_: opt.Set = None,
+    storage: opt.Storage = None,
+    tracking_uri: opt.Tracking = None,
+    address: opt.Address = None,
     resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
-    workspace: WorkspaceOpt = None,
-    json_: JsonOpt = False,
+    workspace: opt.Workspace = None,
+    json_: opt.Json = False,
 ) -> None:
     """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
-    from orchestrator.progress import SweepProgress
-    from orchestrator.sweep import SweepInterrupted, sweep
+    from orchestrator import SweepInterrupted, sweep
+    from orchestrator.cli._progress import SweepProgress
+    from orchestrator.spec import prepare_sweep
 
-    checked, _ = prepare(spec, overrides=set_ or [], trials=trials, parallel=parallel)
+    prepared = prepare_sweep(spec, overrides=set_ or [], trials=trials, parallel=parallel)
     kwargs: dict[str, Any] = dict(
-        overrides=set_ or [],
-        trials=trials,
-        parallel=parallel,
         storage=storage,
         tracking_uri=tracking_uri,
         address=address,
@@ -64,10 +45,10 @@ def sweep_command(
     try:
         if json_:  # stdout carries the JSON alone: whatever else is printed goes to stderr
             with contextlib.redirect_stdout(sys.stderr):
-                result = sweep(spec, log_to_driver=False, **kwargs)
+                result = sweep(prepared, log_to_driver=False, **kwargs)
         else:
-            with SweepProgress(checked, console=err) as progress:
-                result = sweep(spec, listener=progress, **kwargs)
+            with SweepProgress(prepared.spec, console=err) as progress:
+                result = sweep(prepared, listener=progress, **kwargs)
     except SweepInterrupted as exc:
         _print_result(exc.result, json_=json_)
         err.print(str(exc), style="yellow", markup=False, highlight=False)
@@ -76,9 +57,11 @@ def sweep_command(
 
 
 @app.command("validate")
-def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
+def validate_command(spec: opt.Spec, set_: opt.Set = None) -> None:
     """Check a spec and import its job; exit 2 with one line naming the problem."""
-    checked, _ = prepare(spec, overrides=set_ or [])
+    from orchestrator.spec import prepare_sweep
+
+    checked = prepare_sweep(spec, overrides=set_ or []).spec
     err.print(
         f"{spec}: valid ({checked.name}: {len(checked.space)} parameters, job {checked.job})",
         soft_wrap=True,
@@ -90,6 +73,8 @@ def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
 @app.command("schema")
 def schema_command() -> None:
     """Print the JSON schema of spec files (for editor completion)."""
+    from orchestrator.spec import spec_schema
+
     sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
 
 

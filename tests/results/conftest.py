@@ -16,9 +16,9 @@ import optuna
 import pytest
 import yaml
 
+from orchestrator import SweepResult, sweep
 from orchestrator.cli import main
 from orchestrator.spec import Spec
-from orchestrator.sweep import SweepResult, sweep
 from tests.conftest import REPO
 from tests.helpers import load
 

@@ -10,9 +10,9 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.compare import compare_runs
-from orchestrator.replay import REPLAY_TAG, recover_params, replay
-from orchestrator.runs import parent_spec
+from orchestrator.names import Tag
+from orchestrator.results import compare_runs, recover_params, replay
+from orchestrator.tracking import parent_spec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -82,7 +82,7 @@ def test_replay_reproduces_a_seeded_trial(finished):
     assert isinstance(result.params["epochs"], int) and isinstance(result.params["x"], float)
 
     run = client.get_run(result.run_id)
-    assert run.data.tags[REPLAY_TAG] == original.info.run_id
+    assert run.data.tags[Tag.REPLAY_OF] == original.info.run_id
     assert run.info.experiment_id == original.info.experiment_id
     assert "mlflow.parentRunId" not in run.data.tags  # a run of its own, not a sweep trial
     assert run.data.params == original.data.params

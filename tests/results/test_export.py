@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from orchestrator import OrchError
-from orchestrator.export import export_study
+from orchestrator.results import export_study
 
 
 def _same(a: object, b: object) -> bool:

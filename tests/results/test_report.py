@@ -6,9 +6,9 @@ import optuna
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from orchestrator._sweep import _log_report
 from orchestrator.cli import app
-from orchestrator.report import build_report
-from orchestrator.sweep import _log_report
+from orchestrator.results import build_report
 from orchestrator.workspace import resolve_locations
 from tests.results.test_compare_replay import assert_png
 

@@ -12,10 +12,10 @@ import time
 import ray
 from typer.testing import CliRunner
 
+from orchestrator import sweep
 from orchestrator.cli import app
-from orchestrator.runs import RunLink
-from orchestrator.status import StatusReader
-from orchestrator.sweep import sweep
+from orchestrator.results import StatusReader
+from orchestrator.tracking import RunLink
 from tests.conftest import REPO
 from tests.results.conftest import ENV, ORCH, spec_of
 

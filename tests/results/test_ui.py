@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from orchestrator.ui import free_port, start_optuna_dashboard
+from orchestrator._net import free_port
+from orchestrator.results import start_optuna_dashboard
 from tests.conftest import REPO
 from tests.results.conftest import ENV, ORCH
 from tests.results.test_compare_replay import assert_png

@@ -1,0 +1,98 @@
+"""A rich progress bar for a running sweep: finished/target, states, best so far."""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator.spec import Spec
+from orchestrator.trial import Outcome, Ticket
+
+__all__ = ["SweepProgress"]
+
+
+class SweepProgress:
+    """Draws a sweep's progress on stderr; use as a context manager around ``sweep()``."""
+
+    def __init__(self, spec: Spec, *, console: Console | None = None) -> None:
+        self._spec = spec
+        self._console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[states]}"),
+            TextColumn("{task.fields[best]}"),
+            console=self._console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(spec.name, total=spec.trials, states="", best="")
+        self._states: Counter[str] = Counter()
+        self._running = 0
+        self._values: list[tuple[int, list[float]]] = []
+
+    def __enter__(self) -> SweepProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def started(self, ticket: Ticket) -> None:
+        self._running += 1
+        self._refresh()
+
+    def finished(self, ticket: Ticket, outcome: Outcome) -> None:
+        self._running -= 1
+        self._states[outcome.state] += 1
+        if outcome.state == "COMPLETE" and outcome.values is not None:
+            self._values.append((ticket.number, outcome.values))
+        if outcome.state == "FAIL":
+            self._console.print(f"[red]trial {ticket.number} FAILED[/]: {outcome.reason}")
+        self._progress.advance(self._task)
+        self._refresh()
+
+    def retrying(self, ticket: Ticket, reason: str) -> None:
+        self._running -= 1
+        self._console.print(
+            f"[yellow]trial {ticket.number} attempt {ticket.attempt} lost[/]: {reason}; retrying"
+        )
+
+    def waiting(self, message: str) -> None:
+        self._console.print(f"[yellow]{message}[/]")
+
+    def _refresh(self) -> None:
+        states = " ".join(
+            f"{label}={count}"
+            for label, count in (
+                ("running", self._running),
+                ("done", self._states["COMPLETE"]),
+                ("pruned", self._states["PRUNED"]),
+                ("failed", self._states["FAIL"]),
+            )
+            if count
+        )
+        self._progress.update(self._task, states=states, best=self._best())
+
+    def _best(self) -> str:
+        if not self._values:
+            return ""
+        objectives = self._spec.objectives
+        if len(objectives) == 1:
+            sign = 1.0 if objectives[0].direction == "minimize" else -1.0
+            number, values = min(self._values, key=lambda item: sign * item[1][0])
+            return f"best {objectives[0].metric}={values[0]:.4g} (#{number})"
+        signs = [1.0 if o.direction == "minimize" else -1.0 for o in objectives]
+        points = [[s * v for s, v in zip(signs, values, strict=True)] for _, values in self._values]
+        front = sum(
+            1
+            for p in points
+            if not any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in points)
+        )
+        return f"pareto front: {front} trial(s)"

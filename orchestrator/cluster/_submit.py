@@ -1,0 +1,526 @@
+"""``orch submit`` and friends: sweeps sent to a cluster as Ray jobs, from a laptop.
+
+Everything goes through Ray's Job Submission API on the head's dashboard port, with the
+cluster's token as a bearer header. A sweep job ships the project folder (as Ray packs it:
+``.gitignore``/``.rayignore`` honoured) plus the provenance computed here, and runs
+``orch sweep`` with the head's own interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import secrets
+import shlex
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cluster._secrets import bearer_headers, known_clusters, resolve_token
+from orchestrator.errors import ClusterError, one_line
+from orchestrator.names import JobMeta
+from orchestrator.provenance import SUBMITTED_FILE, collect, package_version
+from orchestrator.shipping import EXCLUDES
+from orchestrator.spec import load_spec
+from orchestrator.trial import project_root
+
+__all__ = [
+    "Connection",
+    "Detached",
+    "HeadInfo",
+    "check_versions",
+    "connect",
+    "follow",
+    "head_info",
+    "head_python",
+    "job_logs",
+    "job_status",
+    "list_jobs",
+    "local_versions",
+    "package_project",
+    "run_on_head",
+    "stop_job",
+    "submit",
+]
+
+ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"
+#: A script run with the head's interpreter: the orch CLI (``orch`` may not be on its PATH).
+_ORCH = "import sys; from orchestrator.cli import main; sys.argv[0] = 'orch'; main()"
+_PROBE = (
+    "import json, os, platform\n"
+    "from importlib import metadata\n"
+    "def v(name):\n"
+    "    try:\n"
+    "        return metadata.version(name)\n"
+    "    except metadata.PackageNotFoundError:\n"
+    "        return None\n"
+    "print('ORCH_PROBE ' + json.dumps({'orch': v('orch'), 'ray': v('ray'),"
+    " 'python': platform.python_version(),"
+    " 'storage': bool(os.environ.get('ORCH_STORAGE')),"
+    " 'tracking': bool(os.environ.get('MLFLOW_TRACKING_URI'))}))\n"
+)
+_TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+_POLL_S = 1.0
+#: Ray's job monitor checks each supervisor actor this often (JobManager, Ray 2.60: 1 s).
+_MONITOR_PERIOD_S = 1.5
+
+Say = Callable[[str], None]
+
+
+class Detached(Exception):
+    """Ctrl-C while following a job: the job keeps running."""
+
+
+@dataclass
+class Connection:
+    """A Job Submission client for one cluster, authenticated with its token."""
+
+    address: str
+    client: Any
+
+    def get(self, endpoint: str) -> Any:
+        """GET a dashboard endpoint; return its JSON (via the client: same headers, same errors)."""
+        with _translated(self.address):
+            response = self.client._do_request("GET", endpoint)
+        if response.status_code != 200:
+            raise ClusterError(f"{self.address}{endpoint} answered {response.status_code}")
+        return response.json()
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """What runs on the head: its interpreter and versions."""
+
+    python_path: str
+    versions: dict[str, Any]
+
+
+def connect(*, address: str | None, token_file: Path | None) -> Connection:
+    """Connect to the Job API of a cluster; raise :class:`ClusterError` with one line on refusal.
+
+    The address is ``address``, else ``$RAY_API_SERVER_ADDRESS``, else the one cluster
+    ``orch cluster up`` has running.
+    """
+    from ray.job_submission import JobSubmissionClient
+
+    _quiet_ray()
+    address = (address or os.environ.get(ADDRESS_ENV) or _only_cluster()).rstrip("/")
+    if "://" not in address:
+        address = f"http://{address}"
+    token = resolve_token(token_file=token_file, address=address)
+    # An explicit (even empty) header stops Ray from sending ~/.ray/auth_token of a local Ray.
+    headers = bearer_headers(token) or {"Authorization": ""}
+    with _translated(address):
+        client = JobSubmissionClient(address, headers=headers)
+    return Connection(address=address, client=client)
+
+
+def _only_cluster() -> str:
+    running = [f.state() for f in known_clusters() if f.state()]
+    if len(running) == 1:
+        return running[0]["address"]
+    names = ", ".join(s["name"] for s in running) or "none"
+    raise ClusterError(
+        f"which cluster? pass --address http://HEAD:8265 or set {ADDRESS_ENV} "
+        f"(clusters started here: {names})"
+    )
+
+
+@contextmanager
+def _translated(address: str) -> Iterator[None]:
+    """Turn the Job API's refusals into one-line :class:`ClusterError`."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        yield
+    except AuthenticationError as exc:
+        text = str(exc)
+        if "Forbidden" in text or "403" in text:
+            raise ClusterError(
+                f"{address} refused the Ray token (403 Forbidden): wrong token; use the token "
+                "of this cluster (RAY_AUTH_TOKEN, --token-file, or the file orch cluster up wrote)"
+            ) from None
+        raise ClusterError(
+            f"{address} requires a Ray token (401 Unauthorized): set RAY_AUTH_TOKEN, "
+            "pass --token-file, or submit from the machine that ran orch cluster up"
+        ) from None
+    except ConnectionError as exc:
+        raise ClusterError(
+            f"cannot reach the Ray dashboard at {address}: {one_line(exc)} "
+            "(is the cluster up, or the SSH tunnel open?)"
+        ) from None
+    except RuntimeError as exc:
+        raise ClusterError(f"{address}: {one_line(exc)}") from None
+
+
+# Versions ------------------------------------------------------------------------------------
+
+
+def local_versions() -> dict[str, Any]:
+    """orch, Ray and Python versions of this interpreter."""
+    return {
+        "orch": package_version("orch"),
+        "ray": package_version("ray"),
+        "python": platform.python_version(),
+    }
+
+
+def head_info(conn: Connection, *, say: Say = lambda _: None) -> HeadInfo:
+    """The head's interpreter and its versions (from a probe job, deleted after)."""
+    python = head_python(conn)
+    say("checking versions on the head")
+    status, logs = _run_job(conn, f"{shlex.quote(python)} -c {shlex.quote(_PROBE)}", kind="probe")
+    line = next((x for x in logs.splitlines() if x.startswith("ORCH_PROBE ")), None)
+    if status != "SUCCEEDED" or line is None:
+        raise ClusterError(f"version probe on the head failed: {_tail(logs)}")
+    return HeadInfo(python_path=python, versions=json.loads(line.removeprefix("ORCH_PROBE ")))
+
+
+def head_python(conn: Connection) -> str:
+    """The interpreter Ray runs workers with on the head, from its raylet's command line."""
+    summary = conn.get("/nodes?view=summary")["data"]["summary"]
+    head = next((n for n in summary if (n.get("raylet") or {}).get("isHeadNode")), None)
+    python = _worker_python(head["cmdline"] if head else [])
+    if python is None:
+        raise ClusterError(f"{conn.address}: cannot tell which Python runs Ray on the head")
+    return python
+
+
+def check_versions(local: dict[str, Any], remote: dict[str, Any]) -> None:
+    """Refuse a head whose orch or Ray differ from this machine's, or whose Python minor does."""
+    if not remote.get("orch"):
+        raise ClusterError(
+            f"orch is not installed in the head's Python; install orch=={local['orch']} there "
+            "(setup_commands of the cluster config)"
+        )
+    problems = [
+        f"{name} {local[name]} here, {remote[name]} on the head"
+        for name in ("orch", "ray")
+        if local[name] != remote[name]
+    ]
+    if _minor(local["python"]) != _minor(remote["python"]):
+        problems.append(f"Python {local['python']} here, {remote['python']} on the head")
+    if problems:
+        raise ClusterError(
+            "version mismatch: " + "; ".join(problems) + " (install the same versions, or pass "
+            "--allow-version-mismatch)"
+        )
+
+
+# Submitting ----------------------------------------------------------------------------------
+
+
+def submit(
+    spec_path: str | Path,
+    *,
+    conn: Connection,
+    overrides: Sequence[str] = (),
+    sweep_args: Sequence[str] = (),
+    allow_version_mismatch: bool = False,
+    say: Say = lambda _: None,
+) -> str:
+    """Send ``orch sweep SPEC`` to the cluster as a Ray job; return the job id.
+
+    ``sweep_args`` are ``orch sweep`` options passed through as given (``--trials 4``, ...).
+    Nothing is uploaded before the spec validates, the package fits and the head's versions
+    match; a refused upload leaves no job.
+    """
+    spec = load_spec(spec_path, overrides=overrides)
+    project = project_root(spec_path)
+    relative = Path(spec_path).resolve().relative_to(project).as_posix()
+    packages = [*spec.pip, *_pyproject_pip(project)]
+    with tempfile.TemporaryDirectory(prefix="orch-submit-") as scratch:
+        archive = Path(scratch) / f"{spec.name}.zip"
+        files, size = package_project(project, archive)
+        info = head_info(conn, say=say)
+        _check_head(
+            info, sweep_args=sweep_args, allow_version_mismatch=allow_version_mismatch, say=say
+        )
+        python = '"$VIRTUAL_ENV/bin/python"' if packages else shlex.quote(info.python_path)
+        arguments = [relative, *sweep_args, *(a for o in overrides for a in ("--set", o))]
+        entrypoint = " ".join(
+            [python, "-c", shlex.quote(_ORCH), "sweep", *map(shlex.quote, arguments)]
+        )
+        runtime_env: dict[str, Any] = {
+            "working_dir": str(archive),
+            "env_vars": {
+                "PYTHONUNBUFFERED": "1",
+                "COLUMNS": "120",
+                # `orch stop` = Ctrl-C for the sweep: running trials are closed and requeued.
+                "RAY_JOB_STOP_SIGNAL": "SIGINT",
+                "RAY_JOB_STOP_WAIT_TIME_S": "60",
+            },
+        }
+        if packages:
+            runtime_env["pip"] = {"packages": packages, "pip_check": False}
+        job_id = f"orch-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        say(f"uploading {project} ({files} files, {_size(size)})")
+        with _translated(conn.address):
+            try:
+                conn.client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=job_id,
+                    runtime_env=runtime_env,
+                    metadata={
+                        JobMeta.KIND: "sweep",
+                        JobMeta.STUDY: spec.name,
+                        JobMeta.SPEC: relative,
+                    },
+                )
+            except (ValueError, OSError) as exc:
+                raise ClusterError(f"upload of {project} failed: {one_line(exc)}") from None
+    return job_id
+
+
+def _check_head(
+    info: HeadInfo, *, sweep_args: Sequence[str], allow_version_mismatch: bool, say: Say
+) -> None:
+    """Refuse a head with other versions, or without stores for the sweep's results."""
+    local = local_versions()
+    if allow_version_mismatch:
+        say(f"versions: here {local}, head {info.versions}")
+    else:
+        check_versions(local, info.versions)
+    missing = [
+        f"{flag} ({env} is not set on the head)"
+        for flag, env, key in (
+            ("--storage", "ORCH_STORAGE", "storage"),
+            ("--tracking-uri", "MLFLOW_TRACKING_URI", "tracking"),
+        )
+        if not info.versions.get(key) and flag not in sweep_args
+    ]
+    if missing:
+        raise ClusterError(
+            "the sweep's results would be lost with the job's folder: pass "
+            + ", ".join(missing)
+            + ", or start the cluster with orch cluster up"
+        )
+
+
+def package_project(project: Path, archive: Path) -> tuple[int, int]:
+    """Zip ``project`` as Ray ships it, plus this machine's provenance; return (files, bytes)."""
+    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE, create_package
+
+    _quiet_ray()
+    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
+    create_package(
+        str(project), archive, include_gitignore=include_gitignore, excludes=list(EXCLUDES)
+    )
+    found = collect(project)
+    with zipfile.ZipFile(archive, "a") as bundle:
+        bundle.writestr(SUBMITTED_FILE, found.to_json())
+        files = sum(1 for i in bundle.infolist() if not i.is_dir())
+    size = archive.stat().st_size
+    if size >= GCS_STORAGE_MAX_SIZE:
+        raise ClusterError(
+            f"{project} packs to {_size(size)}, over Ray's upload limit of "
+            f"{_size(GCS_STORAGE_MAX_SIZE)}: list large files in .gitignore or .rayignore"
+        )
+    return files, size
+
+
+def _pyproject_pip(project: Path) -> list[str]:
+    """``[tool.orch] pip = [...]`` of the project's pyproject.toml."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: use the spec's pip field
+        return []
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    packages = data.get("tool", {}).get("orch", {}).get("pip", [])
+    return [str(p) for p in packages]
+
+
+# Following, listing, stopping ----------------------------------------------------------------
+
+
+def follow(conn: Connection, job_id: str, *, write: Callable[[str], None]) -> str:
+    """Write the job's log as it grows until the job ends; return its final status.
+
+    Ctrl-C raises :class:`Detached` and leaves the job running.
+    """
+    seen = 0
+    try:
+        while True:
+            with _translated(conn.address):
+                status = conn.client.get_job_status(job_id).value
+                text = _user_log(conn.client.get_job_logs(job_id))
+            if len(text) > seen:
+                write(text[seen:])
+                seen = len(text)
+            if status in _TERMINAL:
+                return status
+            time.sleep(_POLL_S)
+    except KeyboardInterrupt:
+        raise Detached(job_id) from None
+
+
+def list_jobs(conn: Connection, *, every: bool = False) -> list[dict[str, Any]]:
+    """Submitted sweeps (every job with ``every``), newest first."""
+    with _translated(conn.address):
+        details = conn.client.list_jobs()
+    rows = []
+    for job in details:
+        meta = job.metadata or {}
+        if not every and meta.get(JobMeta.KIND) != "sweep":
+            continue
+        rows.append(
+            {
+                "job_id": job.submission_id or job.job_id,
+                "status": job.status.value,
+                "study": meta.get(JobMeta.STUDY, ""),
+                "spec": meta.get(JobMeta.SPEC, ""),
+                "start_time": (job.start_time or 0) / 1000,
+                "end_time": (job.end_time or 0) / 1000 or None,
+                "message": job.message or "",
+            }
+        )
+    return sorted(rows, key=lambda r: r["start_time"], reverse=True)
+
+
+def job_logs(conn: Connection, job_id: str) -> str:
+    """The job's log so far."""
+    with _translated(conn.address):
+        _job_exists(conn, job_id)
+        return _user_log(conn.client.get_job_logs(job_id))
+
+
+def job_status(conn: Connection, job_id: str) -> str:
+    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    with _translated(conn.address):
+        _job_exists(conn, job_id)
+        return conn.client.get_job_status(job_id).value
+
+
+def stop_job(conn: Connection, job_id: str) -> bool:
+    """Ask the job to stop (its sweep closes its runs as after Ctrl-C); False if it had ended."""
+    with _translated(conn.address):
+        _job_exists(conn, job_id)
+        return bool(conn.client.stop_job(job_id))
+
+
+def run_on_head(conn: Connection, args: Sequence[str]) -> str:
+    """Run ``orch ARGS`` on the head as a short job, then delete it; return its output.
+
+    Raises:
+        ClusterError: the command failed on the head (with the last line it printed).
+    """
+    command = " ".join(
+        [shlex.quote(head_python(conn)), "-c", shlex.quote(_ORCH), *map(shlex.quote, args)]
+    )
+    status, logs = _run_job(conn, command, kind="query")
+    if status != "SUCCEEDED":
+        lines = [line for line in logs.splitlines() if line.strip()]
+        raise ClusterError(f"on the head: {lines[-1] if lines else 'no output'}")
+    return logs
+
+
+def _run_job(
+    conn: Connection, entrypoint: str, *, kind: str, timeout_s: float = 120
+) -> tuple[str, str]:
+    """Run a short job without a working dir, wait, delete it; return (status, output)."""
+    with _translated(conn.address):
+        job_id = conn.client.submit_job(
+            entrypoint=entrypoint,
+            submission_id=f"orch-{kind}-{secrets.token_hex(4)}",
+            runtime_env={"env_vars": {"COLUMNS": "120"}},
+            metadata={JobMeta.KIND: kind},
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            status = conn.client.get_job_status(job_id).value
+            while status not in _TERMINAL and time.monotonic() < deadline:
+                time.sleep(0.5)
+                status = conn.client.get_job_status(job_id).value
+            logs = _user_log(conn.client.get_job_logs(job_id))
+        finally:
+            if conn.client.get_job_status(job_id).value not in _TERMINAL:
+                conn.client.stop_job(job_id)
+            _forget(conn, job_id)
+    return status, logs
+
+
+def _forget(conn: Connection, job_id: str) -> None:
+    """Delete an ended job once Ray's job monitor is done with it.
+
+    Deleted while its supervisor actor still lives, the monitor would record the job again
+    as FAILED ("supervisor actor died"): wait for the actor's end and one monitor period.
+    """
+    name = f"_ray_internal_job_actor_{job_id}"
+    endpoint = (
+        "/api/v0/actors?filter_keys=name&filter_predicates=%3D"
+        f"&filter_values={name}&detail=0&limit=10"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = conn.client.get_job_status(job_id).value
+        actors = conn.get(endpoint)["data"]["result"]["result"]
+        if status in _TERMINAL and all(a.get("state") == "DEAD" for a in actors):
+            break
+        time.sleep(0.5)
+    time.sleep(_MONITOR_PERIOD_S)
+    conn.client.delete_job(job_id)
+
+
+def _job_exists(conn: Connection, job_id: str) -> None:
+    try:
+        conn.client.get_job_info(job_id)
+    except RuntimeError as exc:
+        if "404" in str(exc) or "does not exist" in str(exc):
+            raise ClusterError(
+                f"no job {job_id!r} on {conn.address} (orch jobs lists them)"
+            ) from None
+        raise
+
+
+def _user_log(text: str) -> str:
+    """The job's log without Ray's lines about setting it up."""
+    lines = text.splitlines(keepends=True)
+    start = 0
+    for index, line in enumerate(lines):
+        if line.startswith("Running entrypoint for job "):
+            start = index + 1
+            break
+    return "".join(lines[start:])
+
+
+# Small helpers -------------------------------------------------------------------------------
+
+
+def _quiet_ray() -> None:
+    """Ray's packaging and job client log each upload (and its size); orch says both itself.
+
+    Called after ``import ray``, whose logging setup resets the levels of its loggers.
+    """
+    for name in ("ray._private.runtime_env.packaging", "ray.dashboard.modules.dashboard_sdk"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _worker_python(cmdline: Sequence[str]) -> str | None:
+    for part in cmdline:
+        if part.startswith("--python_worker_command="):
+            words = part.split("=", 1)[1].split()
+            return words[0] if words else None
+    return None
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
+
+
+def _tail(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"

@@ -1,0 +1,61 @@
+"""Reading sweeps back: status, best trials, export, comparison, replay, reports and web UIs.
+
+Every reader opens the study storage read-only and never creates a store. May import every
+stage below it (spec, trial, study, tracking) and the shared leaf modules.
+"""
+
+from orchestrator.results._compare import Compared, Comparison, compare_runs, plot_curves
+from orchestrator.results._export import export_study, intermediate_table, trials_table
+from orchestrator.results._replay import CodeMismatch, ReplayResult, recover_params, replay
+from orchestrator.results._report import REPORT_ARTIFACT_PATH, build_report, log_report
+from orchestrator.results._status import RunningTrial, StatusReader, StudyStatus
+from orchestrator.results._summary import (
+    best_summary,
+    best_trials,
+    describe_trial,
+    load_study,
+    metric_names,
+    read_study,
+    state_counts,
+    study_summary,
+)
+from orchestrator.results._ui import (
+    UiServer,
+    experiment_urls,
+    is_server,
+    start_mlflow_ui,
+    start_optuna_dashboard,
+)
+
+__all__ = [
+    "REPORT_ARTIFACT_PATH",
+    "CodeMismatch",
+    "Compared",
+    "Comparison",
+    "ReplayResult",
+    "RunningTrial",
+    "StatusReader",
+    "StudyStatus",
+    "UiServer",
+    "best_summary",
+    "best_trials",
+    "build_report",
+    "compare_runs",
+    "describe_trial",
+    "experiment_urls",
+    "export_study",
+    "intermediate_table",
+    "is_server",
+    "load_study",
+    "log_report",
+    "metric_names",
+    "plot_curves",
+    "read_study",
+    "recover_params",
+    "replay",
+    "start_mlflow_ui",
+    "start_optuna_dashboard",
+    "state_counts",
+    "study_summary",
+    "trials_table",
+]

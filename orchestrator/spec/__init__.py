@@ -1,0 +1,66 @@
+"""The sweep spec: its pydantic model and JSON schema, loading YAML with ``--set`` overrides, the
+search space's conditions, and the check of a sweep before it runs.
+
+No Optuna, Ray or MLflow here: turning the spec into Optuna samplers is :mod:`orchestrator.study`'s
+job. May import :mod:`orchestrator.errors` and :mod:`orchestrator.trial` (to import the job).
+"""
+
+from orchestrator.spec._load import load_spec
+from orchestrator.spec._model import (
+    CategoricalParam,
+    CmaEsSamplerSpec,
+    FloatParam,
+    GPSamplerSpec,
+    GridSamplerSpec,
+    HyperbandPrunerSpec,
+    IntParam,
+    MedianPrunerSpec,
+    NoPrunerSpec,
+    NSGAIIISamplerSpec,
+    NSGAIISamplerSpec,
+    Objective,
+    PercentilePrunerSpec,
+    QMCSamplerSpec,
+    RandomSamplerSpec,
+    Resources,
+    Spec,
+    SuccessiveHalvingPrunerSpec,
+    ThresholdPrunerSpec,
+    TPESamplerSpec,
+    spec_schema,
+)
+from orchestrator.spec._overrides import apply_overrides
+from orchestrator.spec._prepare import PreparedSweep, prepare_sweep
+from orchestrator.spec._space import grid, is_active, sampling_order, suggest
+
+__all__ = [
+    "CategoricalParam",
+    "CmaEsSamplerSpec",
+    "FloatParam",
+    "GPSamplerSpec",
+    "GridSamplerSpec",
+    "HyperbandPrunerSpec",
+    "IntParam",
+    "MedianPrunerSpec",
+    "NSGAIIISamplerSpec",
+    "NSGAIISamplerSpec",
+    "NoPrunerSpec",
+    "Objective",
+    "PercentilePrunerSpec",
+    "PreparedSweep",
+    "QMCSamplerSpec",
+    "RandomSamplerSpec",
+    "Resources",
+    "Spec",
+    "SuccessiveHalvingPrunerSpec",
+    "TPESamplerSpec",
+    "ThresholdPrunerSpec",
+    "apply_overrides",
+    "grid",
+    "is_active",
+    "load_spec",
+    "prepare_sweep",
+    "sampling_order",
+    "spec_schema",
+    "suggest",
+]

@@ -1,0 +1,46 @@
+"""The Optuna side of a sweep: storage, samplers and pruners, the study, its driver, the hub.
+
+While a sweep runs, the :class:`StudyHub` actor is the only process that opens the storage: it
+asks the sampler, records reports, prunes and tells outcomes. May import :mod:`orchestrator.spec`,
+:mod:`orchestrator.trial` and the shared leaf modules (errors, names, workspace); never Ray or
+MLflow (the hub reaches the tracker through :class:`TrackerPort`).
+"""
+
+from orchestrator.study._driver import GRACE_S, Owner, heartbeat, live_driver
+from orchestrator.study._hub import HEARTBEAT_S, StudyHub, TrackerPort
+from orchestrator.study._samplers import build_pruner, build_sampler, grid_size
+from orchestrator.study._storage import JOURNAL_PREFIX, open_storage, study_exists
+from orchestrator.study._study import (
+    FINISHED_STATES,
+    check_study,
+    count_states,
+    finished_count,
+    is_finished,
+    open_study,
+    requeue,
+    trial_id_of,
+)
+
+__all__ = [
+    "FINISHED_STATES",
+    "GRACE_S",
+    "HEARTBEAT_S",
+    "JOURNAL_PREFIX",
+    "Owner",
+    "StudyHub",
+    "TrackerPort",
+    "build_pruner",
+    "build_sampler",
+    "check_study",
+    "count_states",
+    "finished_count",
+    "grid_size",
+    "heartbeat",
+    "is_finished",
+    "live_driver",
+    "open_storage",
+    "open_study",
+    "requeue",
+    "study_exists",
+    "trial_id_of",
+]

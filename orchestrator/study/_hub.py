@@ -1,0 +1,272 @@
+"""The study hub: the one owner of a sweep's study while it runs.
+
+It asks the sampler for trials, records every report (Optuna intermediate values, MLflow metrics),
+decides pruning, and tells outcomes. Trials on any node reach it through Ray, so the storage is
+only ever opened on the driver's machine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, Protocol
+
+from optuna.trial import TrialState
+
+from orchestrator._logging import quiet_libraries
+from orchestrator._sqlite import tune_sqlite
+from orchestrator._stopwatch import Stopwatch, timed
+from orchestrator.names import StudyAttr, Tag, TrialAttr
+from orchestrator.spec import Spec, suggest
+from orchestrator.study._driver import Owner, heartbeat
+from orchestrator.study._samplers import build_pruner
+from orchestrator.study._storage import open_storage
+from orchestrator.study._study import count_states, finished_count, open_study, requeue
+from orchestrator.trial import Outcome, Ticket
+
+__all__ = ["HEARTBEAT_S", "StudyHub", "TrackerPort"]
+
+#: How often the hub records that its driver is alive.
+HEARTBEAT_S = 10.0
+
+
+class TrackerPort(Protocol):
+    """The tracker as the hub calls it: writes return at once, except where noted."""
+
+    def start_parent(
+        self, *, name: str, spec_yaml: str, tags: Mapping[str, str], resume_run_id: str | None
+    ) -> str:
+        """Open the parent run and wait for its id."""
+        ...
+
+    def close_open_children(self, reason: str) -> None: ...
+
+    def start_trial(
+        self, key: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> Callable[[], str]:
+        """Open a child run; the returned function gives its id when first needed."""
+        ...
+
+    def log_metrics(
+        self, key: str, step: int, metrics: Mapping[str, float], timestamp_ms: int
+    ) -> None: ...
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, key: str, name: str, data: bytes) -> None: ...
+
+    def end_trial(
+        self,
+        key: str,
+        *,
+        state: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        status: str | None = None,
+    ) -> None: ...
+
+    def end_parent(
+        self, *, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> list[str]:
+        """Close the parent run and wait; return the errors the tracker met."""
+        ...
+
+
+class StudyHub:
+    """Owns the study during a sweep (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        spec_yaml: str,
+        storage_url: str,
+        tracker: TrackerPort,
+        owner: Owner,
+        resume: bool,
+        parent_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.owner = owner
+        self.stopwatch = Stopwatch()
+        quiet_libraries()
+        tune_sqlite()
+        self.storage = open_storage(storage_url)
+        self.study = open_study(spec, self.storage, resume=resume, storage_url=storage_url)
+        self.pruner = build_pruner(spec)
+        self.metric = spec.objectives[0].metric if len(spec.objectives) == 1 else None
+        self._study_id = self.storage.get_study_id_from_name(spec.name)
+        self._tracker = tracker
+        self._run_id_of: dict[str, Callable[[], str]] = {}
+        self._last_beat = 0.0
+        stale = self._recover() if resume else []
+        self.parent_run_id = tracker.start_parent(
+            name=spec.name,
+            spec_yaml=spec_yaml,
+            tags={
+                Tag.STUDY: spec.name,
+                Tag.JOB: spec.job,
+                **(parent_tags or {}),
+                **({Tag.NOTE: spec.description} if spec.description else {}),
+                **spec.tags,
+            },
+            resume_run_id=self.study.user_attrs.get(StudyAttr.PARENT_RUN_ID),
+        )
+        self.study.set_user_attr(StudyAttr.PARENT_RUN_ID, self.parent_run_id)
+        if stale:
+            tracker.close_open_children("interrupted: the orch driver running it stopped")
+        self.ping()
+
+    # Progress ---------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Record the driver as alive (at most every HEARTBEAT_S seconds)."""
+        now = time.time()
+        if now - self._last_beat >= HEARTBEAT_S:
+            heartbeat(self.study, self.owner)
+            self._last_beat = now
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Seconds and calls per hub activity so far."""
+        return self.stopwatch.summary()
+
+    def count_finished(self) -> int:
+        """Finished trials in the study, interrupted ones not counted."""
+        return finished_count(self.study.get_trials(deepcopy=False))
+
+    # Trials -----------------------------------------------------------------------------------
+
+    @timed
+    def ask(self, count: int) -> list[Ticket]:
+        """Start ``count`` new trials (queued re-runs first) and open their runs."""
+        self.ping()
+        tickets = []
+        for _ in range(count):
+            trial = self.study.ask()
+            params = {**self.spec.fixed, **suggest(trial, self.spec.space)}
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+                self._study_id, trial.number
+            )
+            ticket = Ticket(trial.number, trial_id, 0, params)
+            self._open_run(ticket)
+            tickets.append(ticket)
+        return tickets
+
+    @timed
+    def retry(self, ticket: Ticket, reason: str) -> Ticket:
+        """Close a failed attempt's run and open the next attempt with the same params."""
+        self._tracker.end_trial(
+            ticket.key, state="FAIL", metrics={}, tags={Tag.FAIL_REASON: reason}
+        )
+        following = replace(ticket, attempt=ticket.attempt + 1)
+        self._open_run(following)
+        return following
+
+    @timed
+    def report(
+        self, key: str, trial_id: int, step: int, metrics: dict[str, float], ts: int
+    ) -> bool:
+        """Record one report; return whether the pruner stops the trial."""
+        self._tracker.log_metrics(key, step, metrics, ts)
+        value = metrics.get(self.metric) if self.metric else None
+        if value is None:
+            return False
+        self.storage.set_trial_intermediate_value(trial_id, step, value)
+        if self.spec.pruner.type == "none" or math.isnan(value):
+            return False
+        return self.pruner.prune(self.study, self.storage.get_trial(trial_id))
+
+    @timed
+    def set_tags(self, key: str, tags: dict[str, str]) -> None:
+        """Tag an attempt's run."""
+        self._tracker.set_tags(key, tags)
+
+    @timed
+    def log_artifact(self, key: str, name: str, data: bytes) -> None:
+        """Store a file on an attempt's run."""
+        self._tracker.log_artifact(key, name, data)
+
+    @timed
+    def end_trial(self, ticket: Ticket, outcome: Outcome, placement: Mapping[str, str]) -> None:
+        """Tell the study how the trial ended and close its run."""
+        attrs: dict[str, Any] = {
+            TrialAttr.RUN_ID: self._run_id_of.pop(ticket.key)(),
+            TrialAttr.ATTEMPTS: ticket.attempt + 1,
+            TrialAttr.DURATION_S: round(outcome.duration_s, 3),
+        }
+        for key, attr in (("node_ip", TrialAttr.NODE_IP), ("gpu_ids", TrialAttr.GPU_IDS)):
+            if key in placement:
+                attrs[attr] = placement[key]
+        if outcome.reason:
+            attrs[TrialAttr.FAIL_REASON] = outcome.reason
+        if outcome.diverged:
+            attrs[TrialAttr.DIVERGED] = True
+        for name, value in attrs.items():
+            self.storage.set_trial_user_attr(ticket.trial_id, name, value)
+        state = TrialState[outcome.state]
+        self.study.tell(
+            ticket.number, outcome.values if state == TrialState.COMPLETE else None, state=state
+        )
+        tags = {Tag.FAIL_REASON: outcome.reason} if outcome.reason else {}
+        if outcome.diverged:
+            tags[Tag.DIVERGED] = "true"
+        finite = {k: v for k, v in outcome.metrics.items() if not math.isinf(v)}
+        self._tracker.end_trial(ticket.key, state=outcome.state, metrics=finite, tags=tags)
+        self.ping()
+
+    @timed
+    def interrupt(self, tickets: list[Ticket], reason: str) -> None:
+        """End unfinished attempts (FAIL, marked interrupted, queued to re-run); kill their runs."""
+        for ticket in tickets:
+            self._tracker.end_trial(
+                ticket.key,
+                state="FAIL",
+                metrics={},
+                tags={Tag.FAIL_REASON: reason},
+                status="KILLED",
+            )
+            self._run_id_of.pop(ticket.key, None)
+            requeue(self.study, self.storage, self.storage.get_trial(ticket.trial_id), reason)
+
+    def close(self, status: str) -> list[str]:
+        """Close the parent run with a summary of the study; return the tracker's errors."""
+        heartbeat(self.study, self.owner, ended=True)
+        counts = count_states(self.study.get_trials(deepcopy=False))
+        metrics = {
+            f"trials_{name.lower()}": float(counts[name]) for name in ("COMPLETE", "PRUNED", "FAIL")
+        }
+        tags: dict[str, str] = {}
+        if self.metric and counts["COMPLETE"]:
+            best = self.study.best_trial
+            metrics[f"best_{self.metric}"] = float(best.value)  # type: ignore[arg-type]
+            tags[Tag.BEST_TRIAL] = str(best.number)
+            tags[Tag.BEST_RUN_ID] = str(best.user_attrs.get(TrialAttr.RUN_ID, ""))
+        return self._tracker.end_parent(status=status, metrics=metrics, tags=tags)
+
+    # Internals --------------------------------------------------------------------------------
+
+    def _open_run(self, ticket: Ticket) -> None:
+        name = f"trial-{ticket.number}" + (f"-attempt-{ticket.attempt}" if ticket.attempt else "")
+        self._run_id_of[ticket.key] = self._tracker.start_trial(
+            ticket.key,
+            run_name=name,
+            params=ticket.params,
+            tags={
+                Tag.STUDY_NAME: self.spec.name,
+                Tag.TRIAL_NUMBER: str(ticket.number),
+                Tag.ATTEMPT: str(ticket.attempt),
+                Tag.OWNER: self.owner.id,
+                Tag.STATE: "RUNNING",
+            },
+        )
+
+    def _recover(self) -> list[Any]:
+        """Close and re-queue trials left RUNNING by the driver before (it is gone: checked)."""
+        stale = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in stale:
+            requeue(
+                self.study, self.storage, trial, "interrupted: the orch driver running it stopped"
+            )
+        return stale

@@ -1,0 +1,65 @@
+"""Opening a study's Optuna storage: any SQLAlchemy URL, or ``journal:PATH``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from orchestrator.errors import StudyError, one_line
+from orchestrator.workspace import sqlite_path
+
+__all__ = ["JOURNAL_PREFIX", "open_storage", "study_exists"]
+
+JOURNAL_PREFIX = "journal:"
+
+
+def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
+    """An Optuna storage for ``url``: any SQLAlchemy URL, or ``journal:PATH`` for a journal file.
+
+    Args:
+        url: ``sqlite:///…``, ``postgresql://…``, ``mysql://…`` or ``journal:PATH``.
+        read_only: for commands that only read results: never create a file or the tables, so
+            a reader cannot race a starting sweep.
+
+    Raises:
+        StudyError: the storage cannot be opened, or (``read_only``) its file does not exist.
+    """
+    try:
+        if url.startswith(JOURNAL_PREFIX):
+            path = Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
+            _check_exists(path, url, read_only)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        file = sqlite_path(url)
+        if file is not None:
+            _check_exists(file, url, read_only)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            return RDBStorage(
+                url,
+                engine_kwargs={"connect_args": {"timeout": 60}},
+                skip_table_creation=read_only,
+            )
+        return RDBStorage(url, skip_table_creation=read_only)
+    except StudyError:
+        raise
+    except Exception as exc:
+        raise StudyError(f"storage {url!r}: {one_line(exc, with_type=True)}") from None
+
+
+def _check_exists(path: Path, url: str, read_only: bool) -> None:
+    if read_only and not path.exists():
+        raise StudyError(
+            f"no study storage at {path} ({url}); run a sweep first, or pass --storage or "
+            "--workspace"
+        )
+
+
+def study_exists(storage: BaseStorage, name: str) -> bool:
+    """Whether ``storage`` holds a study called ``name``."""
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True

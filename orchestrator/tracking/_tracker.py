@@ -1,0 +1,352 @@
+"""MLflow bookkeeping of a sweep: one parent run, one nested child run per trial attempt."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VAL_LENGTH,
+)
+
+from orchestrator._logging import quiet_libraries
+from orchestrator._sqlite import tune_sqlite
+from orchestrator._stopwatch import Stopwatch, timed
+from orchestrator.cluster import apply_mlflow_credentials
+from orchestrator.names import Tag
+from orchestrator.tracking._artifacts import upload_artifact
+
+__all__ = [
+    "RUN_STATUS",
+    "Tracker",
+    "close_open_runs",
+    "ensure_experiment",
+    "open_children",
+]
+
+logger = logging.getLogger(__name__)
+
+#: MLflow run status for each final Optuna state (pruned trials ran fine, they just stopped early).
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
+PARAMS_WAIT_S = 5.0  # longest a new run waits for its params when nothing else is written
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _recorded(method: _Method) -> _Method:
+    """Make a fire-and-forget tracker call record its error instead of raising it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Tracker, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            logger.warning("MLflow %s failed: %s", method.__name__, exc)
+            self._errors.append(f"{method.__name__}: {exc}")
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment ``name``, created (or restored from the bin) if needed."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+class Tracker:
+    """Writes runs, params, metrics, tags and artifacts; metrics are batched in the background.
+
+    Trial attempts are addressed by a key (``"<trial number>.<attempt>"``) so callers never wait
+    for MLflow to hand out run ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracking_uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        flush_interval_s: float = 0.5,
+        params_wait_s: float = PARAMS_WAIT_S,
+    ) -> None:
+        self.stopwatch = Stopwatch()
+        quiet_libraries()
+        tune_sqlite()
+        apply_mlflow_credentials(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
+        self.parent_run_id: str | None = None
+        self._runs: dict[str, str] = {}
+        self._last_step: dict[str, int] = {}
+        self._pending: dict[str, list[Metric]] = defaultdict(list)
+        # A run's params ride along with its next write (the worker's first tags, normally);
+        # the flusher writes those still waiting after ``params_wait_s``.
+        self._params_due: dict[str, tuple[float, list[Param]]] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._errors: list[str] = []
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_loop,
+            args=(flush_interval_s, params_wait_s),
+            daemon=True,
+            name="orch-tracker",
+        )
+        self._flusher.start()
+
+    # Parent run -----------------------------------------------------------------------------
+
+    def start_parent(
+        self,
+        *,
+        name: str,
+        spec_yaml: str,
+        tags: Mapping[str, str],
+        resume_run_id: str | None = None,
+    ) -> str:
+        """Create the sweep's parent run (or reopen ``resume_run_id``); return its id."""
+        if resume_run_id is not None:
+            self.client.update_run(resume_run_id, status="RUNNING")
+            self.parent_run_id = resume_run_id
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
+            self.parent_run_id = run.info.run_id
+        self.client.log_text(self.parent_run_id, spec_yaml, "spec.yaml")
+        return self.parent_run_id
+
+    def end_parent(
+        self, *, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> list[str]:
+        """Log the sweep summary, close the parent run with ``status``; return all errors met."""
+        errors = self.close()
+        if self.parent_run_id is not None:
+            self._write(self.parent_run_id, metrics=_metrics(metrics, step=0), tags=_tags(tags))
+            self.client.set_terminated(self.parent_run_id, status)
+        return errors
+
+    @_recorded
+    def close_open_children(self, reason: str) -> None:
+        """Close as KILLED every child run of the parent still RUNNING (left by a dead driver)."""
+        if self.parent_run_id is not None:
+            children = open_children(self.client, self.experiment_id, self.parent_run_id)
+            close_open_runs(self.client, children, reason=reason)
+
+    @_recorded
+    def log_parent_artifact(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` on the parent run."""
+        if self.parent_run_id is not None:
+            self._upload(self.parent_run_id, name, data)
+
+    # Trial runs -----------------------------------------------------------------------------
+
+    def start_trial(
+        self,
+        key: str,
+        *,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+    ) -> str:
+        """Open a child run for one trial attempt; return its run id."""
+        run_tags = {Tag.PARENT_RUN_ID: self.parent_run_id or "", **tags}
+        with self.stopwatch.time("create_run"):
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
+        run_id = run.info.run_id
+        self._runs[key] = run_id
+        with self._lock:  # written with the first tags or metrics, or by the flusher
+            self._params_due[run_id] = (time.monotonic(), _params(params))
+        return run_id
+
+    @_recorded
+    def log_metrics(
+        self, key: str, step: int, metrics: Mapping[str, float], timestamp_ms: int
+    ) -> None:
+        """Queue metrics at ``step``; they reach MLflow within the flush interval."""
+        run_id = self._runs[key]
+        entries = [
+            Metric(name, float(value), timestamp_ms, step) for name, value in metrics.items()
+        ]
+        with self._lock:
+            self._pending[run_id].extend(entries)
+            self._last_step[key] = max(step, self._last_step.get(key, step))
+
+    @_recorded
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a trial attempt's run."""
+        self._write(self._runs[key], tags=_tags(tags))
+
+    @_recorded
+    def log_artifact(self, key: str, name: str, data: bytes) -> None:
+        """Store ``data`` as artifact ``name`` (may contain folders) of a trial attempt's run."""
+        self._upload(self._runs[key], name, data)
+
+    @_recorded
+    def end_trial(
+        self,
+        key: str,
+        *,
+        state: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        status: str | None = None,
+    ) -> None:
+        """Log final metrics and tags, then close the run (status: the state's, unless given)."""
+        run_id = self._runs[key]
+        with self._lock:
+            queued = self._pending.pop(run_id, [])
+        step = self._last_step.get(key, 0)
+        final_tags = {Tag.STATE: state, **tags}
+        try:
+            self._write(run_id, metrics=[*queued, *_metrics(metrics, step)], tags=_tags(final_tags))
+        except Exception as exc:  # close the run anyway; the flusher retries its metrics
+            with self._lock:
+                self._pending[run_id][:0] = queued
+            self._errors.append(f"end_trial: {exc}")
+        with self.stopwatch.time("set_terminated"):
+            self.client.set_terminated(run_id, status or RUN_STATUS[state])
+
+    # Delivery -------------------------------------------------------------------------------
+
+    def flush(self) -> list[str]:
+        """Write every queued metric now; return (and forget) the errors met so far."""
+        try:
+            self._flush_all()
+        except Exception as exc:
+            self._errors.append(f"metric flush failed: {exc}")
+        errors, self._errors = self._errors, []
+        return errors
+
+    def close(self) -> list[str]:
+        """Stop the background flusher after a last flush; return the errors met."""
+        self._stop.set()
+        self._flusher.join(timeout=5)
+        return self.flush()
+
+    def _flush_loop(self, interval: float, params_wait_s: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._flush_all(params_wait_s=params_wait_s)
+            except Exception as exc:  # metrics stay queued; the next flush retries them
+                self._errors.append(f"metric flush failed: {exc}")
+
+    def _flush_all(self, params_wait_s: float = 0.0) -> None:
+        with self._lock:
+            due_since = time.monotonic() - params_wait_s
+            waited = [run for run, (since, _) in self._params_due.items() if since <= due_since]
+            run_ids = list(dict.fromkeys([*self._pending, *waited]))
+        for run_id in run_ids:
+            self._flush_run(run_id)
+
+    def _flush_run(self, run_id: str) -> None:
+        with self._lock:
+            entries = self._pending.pop(run_id, [])
+            if not entries and run_id not in self._params_due:
+                return
+        try:
+            self._write(run_id, metrics=entries)
+        except Exception:
+            with self._lock:
+                self._pending[run_id][:0] = entries
+            raise
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Seconds and calls of MLflow writes so far."""
+        return self.stopwatch.summary()
+
+    @timed
+    def _write(
+        self,
+        run_id: str,
+        *,
+        metrics: Iterable[Metric] = (),
+        params: Iterable[Param] = (),
+        tags: Iterable[RunTag] = (),
+    ) -> None:
+        with self._lock:
+            _, due = self._params_due.pop(run_id, (0.0, []))
+        metrics, params, tags = list(metrics), [*due, *params], list(tags)
+        try:
+            self._write_batches(run_id, metrics, params, tags)
+        except Exception:
+            if due:
+                with self._lock:
+                    self._params_due.setdefault(run_id, (time.monotonic(), due))
+            raise
+
+    def _write_batches(
+        self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
+    ) -> None:
+        with self._write_lock:
+            while metrics or params or tags:  # one log_batch per MLflow batch limit, not per kind
+                cut = MAX_PARAMS_TAGS_PER_BATCH
+                batch_params, params = params[:cut], params[cut:]
+                batch_tags, tags = tags[:cut], tags[cut:]
+                room = MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
+                room = min(room, MAX_METRICS_PER_BATCH)
+                batch_metrics, metrics = metrics[:room], metrics[room:]
+                self.client.log_batch(
+                    run_id,
+                    metrics=batch_metrics,
+                    params=batch_params,
+                    tags=batch_tags,
+                    synchronous=True,
+                )
+
+    @timed
+    def _upload(self, run_id: str, name: str, data: bytes) -> None:
+        upload_artifact(self.client, run_id, name, data)
+
+
+def open_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[str]:
+    """Ids of the child runs of ``parent_run_id`` still RUNNING."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{Tag.PARENT_RUN_ID}` = '{parent_run_id}' "
+        "and attributes.status = 'RUNNING'",
+        max_results=50000,
+    )
+    return [run.info.run_id for run in runs]
+
+
+def close_open_runs(
+    client: MlflowClient, run_ids: Iterable[str], *, status: str = "KILLED", reason: str
+) -> list[str]:
+    """Close every run of ``run_ids`` still RUNNING with ``status``; return the ones closed."""
+    closed = []
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+            client.log_batch(run_id, tags=[RunTag(Tag.FAIL_REASON, reason[:MAX_TAG_VAL_LENGTH])])
+            client.set_terminated(run_id, status)
+            closed.append(run_id)
+    return closed
+
+
+def _params(params: Mapping[str, Any]) -> list[Param]:
+    return [Param(str(k), str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
+
+
+def _tags(tags: Mapping[str, Any]) -> list[RunTag]:
+    return [RunTag(str(k), str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
+
+
+def _metrics(metrics: Mapping[str, float], step: int) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(name, float(value), now, step) for name, value in metrics.items()]
