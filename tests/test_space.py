@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from orchestrator.spec import Spec, grid, sampling_order, suggest
-from orchestrator.study import build_pruner, build_sampler
+from orchestrator.spec import Spec, sampling_order
+from orchestrator.study import build_pruner, build_sampler, grid, suggest
 
 SPACE = {
     "memory": {"type": "int", "low": 1, "high": 10, "when": {"solver": "anderson"}},

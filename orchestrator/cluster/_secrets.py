@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,10 @@ class ClusterFolder:
     def state(self) -> dict[str, Any] | None:
         """What ``orch cluster up`` recorded (None when the cluster is not up)."""
         try:
-            return json.loads(self.state_file.read_text())
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
+        return state
 
 
 def known_clusters() -> list[ClusterFolder]:
@@ -122,11 +124,12 @@ def read_secret(path: Path) -> str:
 def ensure_secrets(folder: ClusterFolder) -> None:
     """Generate the Ray token, MLflow password and key once; later calls keep them."""
     folder.create()
-    for name, make in (
-        (TOKEN_FILE, lambda: secrets.token_hex(32)),
-        (MLFLOW_PASSWORD_FILE, lambda: secrets.token_urlsafe(24)),
-        (MLFLOW_KEY_FILE, lambda: secrets.token_hex(32)),
-    ):
+    makers: dict[str, Callable[[], str]] = {
+        TOKEN_FILE: lambda: secrets.token_hex(32),
+        MLFLOW_PASSWORD_FILE: lambda: secrets.token_urlsafe(24),
+        MLFLOW_KEY_FILE: lambda: secrets.token_hex(32),
+    }
+    for name, make in makers.items():
         path = folder.secrets / name
         if not path.exists():
             write_secret(path, make())

@@ -14,6 +14,7 @@ import os
 import platform
 import secrets
 import shlex
+import sys
 import tempfile
 import time
 import zipfile
@@ -123,9 +124,9 @@ def connect(*, address: str | None, token_file: Path | None) -> Connection:
 
 
 def _only_cluster() -> str:
-    running = [f.state() for f in known_clusters() if f.state()]
+    running = [state for f in known_clusters() if (state := f.state())]
     if len(running) == 1:
-        return running[0]["address"]
+        return str(running[0]["address"])
     names = ", ".join(s["name"] for s in running) or "none"
     raise ClusterError(
         f"which cluster? pass --address http://HEAD:8265 or set {ADDRESS_ENV} "
@@ -327,17 +328,18 @@ def package_project(project: Path, archive: Path) -> tuple[int, int]:
 
 
 def _pyproject_pip(project: Path) -> list[str]:
-    """``[tool.orch] pip = [...]`` of the project's pyproject.toml."""
-    try:
+    """``[tool.orch] pip = [...]`` of the project's pyproject.toml (Python 3.10: none)."""
+    if sys.version_info < (3, 11):  # no tomllib: the spec's pip field only
+        return []
+    else:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10: use the spec's pip field
-        return []
-    try:
-        data = tomllib.loads((project / "pyproject.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return []
-    packages = data.get("tool", {}).get("orch", {}).get("pip", [])
-    return [str(p) for p in packages]
+
+        try:
+            data = tomllib.loads((project / "pyproject.toml").read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            return []
+        packages = data.get("tool", {}).get("orch", {}).get("pip", [])
+        return [str(p) for p in packages]
 
 
 # Following, listing, stopping ----------------------------------------------------------------
@@ -352,7 +354,7 @@ def follow(conn: Connection, job_id: str, *, write: Callable[[str], None]) -> st
     try:
         while True:
             with _translated(conn.address):
-                status = conn.client.get_job_status(job_id).value
+                status = str(conn.client.get_job_status(job_id).value)
                 text = _user_log(conn.client.get_job_logs(job_id))
             if len(text) > seen:
                 write(text[seen:])
@@ -398,7 +400,7 @@ def job_status(conn: Connection, job_id: str) -> str:
     """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
     with _translated(conn.address):
         _job_exists(conn, job_id)
-        return conn.client.get_job_status(job_id).value
+        return str(conn.client.get_job_status(job_id).value)
 
 
 def stop_job(conn: Connection, job_id: str) -> bool:

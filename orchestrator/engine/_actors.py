@@ -38,15 +38,16 @@ def start_actors(
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     options = {"num_cpus": 0, "scheduling_strategy": here, "max_restarts": 0}
+    remote: Any = ray.remote
     tracker = (
-        ray.remote(Tracker)
+        remote(Tracker)
         .options(**options)
         .remote(
             tracking_uri=tracking_uri, experiment=spec.name, artifact_location=artifact_location
         )
     )
     hub = (
-        ray.remote(StudyHub)
+        remote(StudyHub)
         .options(**options)
         .remote(
             spec=spec,
@@ -69,7 +70,7 @@ class RemoteTracker:
         self._actor = actor
 
     def start_parent(self, **kwargs: Any) -> str:
-        return ray.get(self._actor.start_parent.remote(**kwargs))
+        return str(ray.get(self._actor.start_parent.remote(**kwargs)))
 
     def close_open_children(self, reason: str) -> None:
         self._actor.close_open_children.remote(reason)
@@ -79,7 +80,7 @@ class RemoteTracker:
 
         def run_id() -> str:
             try:
-                return ray.get(ref)
+                return str(ray.get(ref))
             except rex.RayError:
                 return ""
 
@@ -98,4 +99,4 @@ class RemoteTracker:
         self._actor.end_trial.remote(key, **kwargs)
 
     def end_parent(self, **kwargs: Any) -> list[str]:
-        return ray.get(self._actor.end_parent.remote(**kwargs))
+        return list(ray.get(self._actor.end_parent.remote(**kwargs)))

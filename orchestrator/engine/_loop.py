@@ -220,8 +220,8 @@ class TrialLoop:
 
 def cluster_capacity(resources: Resources) -> int:
     """How many trials with ``resources`` the cluster's total resources hold at once."""
-    total = ray.cluster_resources()
-    limits = []
+    total: dict[str, float] = ray.cluster_resources()
+    limits: list[float] = []
     if resources.cpus > 0:
         limits.append(total.get("CPU", 0.0) / resources.cpus)
     if resources.gpus > 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ def ray_session(
             include_dashboard=False if address is None else None,
             runtime_env=_shipped_project(project) if address is not None else None,
             log_to_driver=log_to_driver,
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             configure_logging=True,
         )
     except Exception as exc:

@@ -126,7 +126,7 @@ class OutputLog(io.TextIOBase):
 
 
 class _Tee(io.TextIOBase):
-    def __init__(self, *streams: TextIO) -> None:
+    def __init__(self, *streams: TextIO | io.TextIOBase) -> None:
         self._streams = streams
 
     def write(self, text: str) -> int:

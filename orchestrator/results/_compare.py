@@ -49,7 +49,7 @@ class Comparison:
 def resolve_ref(ref: str, *, client: MlflowClient, storage_url: str | None) -> str:
     """The run id of ``ref``: an MLflow run id, or ``STUDY:NUMBER`` for a trial's latest run."""
     if ":" not in ref:
-        return get_run(client, ref).info.run_id
+        return str(get_run(client, ref).info.run_id)
     study_name, _, number_text = ref.rpartition(":")
     if not number_text.isdigit():
         raise RunError(f"{ref!r}: a trial is named STUDY:NUMBER, e.g. quadratic:3")

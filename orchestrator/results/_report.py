@@ -277,7 +277,7 @@ def _best_table(summary: dict[str, Any]) -> str:
 
 def _objective(index: int) -> Callable[[optuna.trial.FrozenTrial], float]:
     def value(trial: optuna.trial.FrozenTrial) -> float:
-        return trial.values[index]
+        return float(trial.values[index])
 
     return value
 

@@ -19,6 +19,7 @@ from orchestrator.spec._model import (
     NSGAIIISamplerSpec,
     NSGAIISamplerSpec,
     Objective,
+    Param,
     PercentilePrunerSpec,
     QMCSamplerSpec,
     RandomSamplerSpec,
@@ -31,7 +32,7 @@ from orchestrator.spec._model import (
 )
 from orchestrator.spec._overrides import apply_overrides
 from orchestrator.spec._prepare import PreparedSweep, prepare_sweep
-from orchestrator.spec._space import grid, is_active, sampling_order, suggest
+from orchestrator.spec._space import is_active, sampling_order
 
 __all__ = [
     "CategoricalParam",
@@ -46,6 +47,7 @@ __all__ = [
     "NSGAIISamplerSpec",
     "NoPrunerSpec",
     "Objective",
+    "Param",
     "PercentilePrunerSpec",
     "PreparedSweep",
     "QMCSamplerSpec",
@@ -56,11 +58,9 @@ __all__ = [
     "TPESamplerSpec",
     "ThresholdPrunerSpec",
     "apply_overrides",
-    "grid",
     "is_active",
     "load_spec",
     "prepare_sweep",
     "sampling_order",
     "spec_schema",
-    "suggest",
 ]

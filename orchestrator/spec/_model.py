@@ -14,6 +14,7 @@ __all__ = [
     "FloatParam",
     "IntParam",
     "Objective",
+    "Param",
     "Resources",
     "Spec",
     "spec_schema",

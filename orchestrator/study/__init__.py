@@ -8,7 +8,7 @@ MLflow (the hub reaches the tracker through :class:`TrackerPort`).
 
 from orchestrator.study._driver import GRACE_S, Owner, heartbeat, live_driver
 from orchestrator.study._hub import HEARTBEAT_S, StudyHub, TrackerPort
-from orchestrator.study._samplers import build_pruner, build_sampler, grid_size
+from orchestrator.study._samplers import build_pruner, build_sampler, grid, grid_size, suggest
 from orchestrator.study._storage import JOURNAL_PREFIX, open_storage, study_exists
 from orchestrator.study._study import (
     FINISHED_STATES,
@@ -34,6 +34,7 @@ __all__ = [
     "check_study",
     "count_states",
     "finished_count",
+    "grid",
     "grid_size",
     "heartbeat",
     "is_finished",
@@ -42,5 +43,6 @@ __all__ = [
     "open_study",
     "requeue",
     "study_exists",
+    "suggest",
     "trial_id_of",
 ]

@@ -19,9 +19,9 @@ from orchestrator._logging import quiet_libraries
 from orchestrator._sqlite import tune_sqlite
 from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.names import StudyAttr, Tag, TrialAttr
-from orchestrator.spec import Spec, suggest
+from orchestrator.spec import Spec
 from orchestrator.study._driver import Owner, heartbeat
-from orchestrator.study._samplers import build_pruner
+from orchestrator.study._samplers import build_pruner, suggest
 from orchestrator.study._storage import open_storage
 from orchestrator.study._study import count_states, finished_count, open_study, requeue
 from orchestrator.trial import Outcome, Ticket

@@ -1,12 +1,13 @@
-"""Optuna samplers and pruners built from the spec's ``sampler`` and ``pruner`` sections.
+"""The spec as Optuna sees it: the parameters a trial suggests, the grid, samplers and pruners.
 
-One builder per spec type, registered on its spec class: a new sampler is a pydantic model in
-:mod:`orchestrator.spec` plus one ``@_sampler.register`` function here.
+One builder per sampler or pruner type, registered on its spec class: a new sampler is a
+pydantic model in :mod:`orchestrator.spec` plus one ``@_sampler.register`` function here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import singledispatch
 from typing import Any
 
@@ -16,13 +17,16 @@ from optuna.samplers import BaseSampler
 
 from orchestrator.spec import (
     CmaEsSamplerSpec,
+    FloatParam,
     GPSamplerSpec,
     GridSamplerSpec,
     HyperbandPrunerSpec,
+    IntParam,
     MedianPrunerSpec,
     NoPrunerSpec,
     NSGAIIISamplerSpec,
     NSGAIISamplerSpec,
+    Param,
     PercentilePrunerSpec,
     QMCSamplerSpec,
     RandomSamplerSpec,
@@ -30,10 +34,51 @@ from orchestrator.spec import (
     SuccessiveHalvingPrunerSpec,
     ThresholdPrunerSpec,
     TPESamplerSpec,
-    grid,
+    is_active,
+    sampling_order,
 )
 
-__all__ = ["build_pruner", "build_sampler", "grid_size"]
+__all__ = ["build_pruner", "build_sampler", "grid", "grid_size", "suggest"]
+
+
+def suggest(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str, Any]:
+    """Sample one value per active parameter on an Optuna trial (define-by-run)."""
+    params: dict[str, Any] = {}
+    for name in sampling_order(space):
+        param = space[name]
+        if not is_active(param, params):
+            continue
+        if isinstance(param, IntParam):
+            params[name] = trial.suggest_int(
+                name, param.low, param.high, step=param.step, log=param.log
+            )
+        elif isinstance(param, FloatParam):
+            params[name] = trial.suggest_float(
+                name, param.low, param.high, step=param.step, log=param.log
+            )
+        else:
+            params[name] = trial.suggest_categorical(name, param.choices)
+    return params
+
+
+def grid(space: Mapping[str, Param]) -> dict[str, list[Any]]:
+    """Every value of every parameter, for Optuna's GridSampler.
+
+    Raises:
+        ValueError: a float parameter has no ``step``.
+    """
+    values: dict[str, list[Any]] = {}
+    for name, param in space.items():
+        if isinstance(param, IntParam):
+            values[name] = list(range(param.low, param.high + 1, param.step))
+        elif isinstance(param, FloatParam):
+            if param.step is None:
+                raise ValueError(f"space.{name}: a grid needs a step for float parameters")
+            count = round((param.high - param.low) / param.step) + 1
+            values[name] = [round(param.low + k * param.step, 12) for k in range(count)]
+        else:
+            values[name] = list(param.choices)
+    return values
 
 
 class _AskTellGridSampler(optuna.samplers.GridSampler):

@@ -138,8 +138,8 @@ def find_trial_run(client: MlflowClient, study: str, number: int) -> str | None:
         f"and tags.`{Tag.TRIAL_NUMBER}` = '{number}'",
         max_results=100,
     )
-    runs = sorted(runs, key=lambda r: _attempt(r.data.tags))
-    return runs[-1].info.run_id if runs else None
+    latest = max(runs, key=lambda r: _attempt(r.data.tags), default=None)
+    return str(latest.info.run_id) if latest is not None else None
 
 
 def metric_histories(client: MlflowClient, run: Run) -> dict[str, list[tuple[int, float]]]:

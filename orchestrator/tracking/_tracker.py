@@ -168,7 +168,7 @@ class Tracker:
         run_tags = {Tag.PARENT_RUN_ID: self.parent_run_id or "", **tags}
         with self.stopwatch.time("create_run"):
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
-        run_id = run.info.run_id
+        run_id = str(run.info.run_id)
         self._runs[key] = run_id
         with self._lock:  # written with the first tags or metrics, or by the flusher
             self._params_due[run_id] = (time.monotonic(), _params(params))

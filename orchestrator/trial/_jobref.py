@@ -7,7 +7,7 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from orchestrator.errors import SpecError, one_line
 
@@ -56,4 +56,4 @@ def load_job(ref: str, *, search_path: Sequence[str | Path] = ()) -> JobFn:
         ) from None
     except ValueError:  # builtins without a signature: trust them
         pass
-    return function
+    return cast(JobFn, function)
