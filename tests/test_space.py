@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import optuna
 import pytest
 
 from orchestrator.spec import Spec, sampling_order
-from orchestrator.study import build_pruner, build_sampler, grid, suggest
+from orchestrator.spec._model import PrunerSpec, SamplerSpec
+from orchestrator.study import PRUNERS, SAMPLERS, build_pruner, build_sampler, grid, suggest
 
 SPACE = {
     "memory": {"type": "int", "low": 1, "high": 10, "when": {"solver": "anderson"}},
@@ -61,21 +64,63 @@ def test_grid_enumerates_every_combination_once():
     assert len(combos) == 18
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsga2", "nsga3", "qmc", "gp"])
-def test_every_sampler_builds_and_samples(sampler):
+SAMPLER_CLASSES = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "grid": optuna.samplers.GridSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+    "nsga3": optuna.samplers.NSGAIIISampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "gp": optuna.samplers.GPSampler,
+}
+
+
+def _union_types(annotation: object) -> set[str]:
+    """The ``type`` literals of a discriminated union of spec sections."""
+    members = get_args(get_args(annotation)[0])
+    return {get_args(m.model_fields["type"].annotation)[0] for m in members}
+
+
+def test_every_sampler_and_pruner_type_of_the_spec_has_an_optuna_class():
+    assert _union_types(SamplerSpec) == set(SAMPLER_CLASSES) == set(SAMPLERS)
+    assert _union_types(PrunerSpec) == set(PRUNERS)
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLER_CLASSES))
+def test_every_sampler_builds_its_own_optuna_sampler_and_samples(sampler):
     spec = make_spec(
         {
-            "x": {"type": "float", "low": 0.0, "high": 1.0},
+            "x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.25},
             "n": {"type": "int", "low": 1, "high": 4},
         },
         sampler={"type": sampler, "seed": 0},
     )
-    study = optuna.create_study(sampler=build_sampler(spec))
+    built = build_sampler(spec)
+    assert type(built) is SAMPLER_CLASSES[sampler] or (
+        sampler == "grid" and isinstance(built, optuna.samplers.GridSampler)
+    )
+    study = optuna.create_study(sampler=built)
     for _ in range(3):
         trial = study.ask()
         params = suggest(trial, spec.space)
         study.tell(trial, params["x"])
     assert len(study.trials) == 3
+
+
+def test_a_resumed_study_samples_with_the_seed_plus_its_earlier_trials():
+    spec = make_spec(
+        {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        sampler={"type": "tpe", "seed": 3, "n_startup_trials": 7},
+    )
+
+    def draws(sampler: optuna.samplers.BaseSampler) -> list[float]:
+        study = optuna.create_study(sampler=sampler)
+        return [study.ask().suggest_float("x", 0.0, 1.0) for _ in range(3)]
+
+    expected = draws(optuna.samplers.TPESampler(seed=8, n_startup_trials=7))
+    assert draws(build_sampler(spec, resumed_after=5)) == expected
+    assert draws(build_sampler(spec)) != expected
 
 
 @pytest.mark.parametrize(
@@ -91,4 +136,4 @@ def test_every_sampler_builds_and_samples(sampler):
 )
 def test_pruners_build(pruner, cls):
     spec = make_spec({"x": {"type": "float", "low": 0.0, "high": 1.0}}, pruner=pruner)
-    assert isinstance(build_pruner(spec), cls)
+    assert type(build_pruner(spec)) is cls

@@ -1,11 +1,18 @@
-"""Arguments and options several commands share (``opt.Spec``, ``opt.Storage``, ...)."""
+"""Arguments and options commands share (``opt.Spec``, ``opt.Json``, ``@opt.with_stores``)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from orchestrator.workspace import Locations
 
 __all__ = [
     "Address",
@@ -14,10 +21,12 @@ __all__ = [
     "Set",
     "Spec",
     "Storage",
+    "Stores",
     "Study",
     "TokenFile",
     "Tracking",
     "Workspace",
+    "with_stores",
 ]
 
 Spec = Annotated[Path, typer.Argument(help="The sweep spec (YAML).", show_default=False)]
@@ -60,3 +69,49 @@ TokenFile = Annotated[
         "or the file orch cluster up wrote)."
     ),
 ]
+
+
+@dataclass(frozen=True)
+class Stores:
+    """``--storage``, ``--tracking-uri`` and ``--workspace`` as the user gave them."""
+
+    storage: str | None = None
+    tracking_uri: str | None = None
+    workspace: Path | None = None
+
+    def locations(self) -> Locations:
+        """The stores to use here: these options, then the environment, then ``./.orch``."""
+        from orchestrator.workspace import resolve_locations
+
+        return resolve_locations(
+            storage=self.storage, tracking_uri=self.tracking_uri, workspace=self.workspace
+        )
+
+    def as_arguments(self) -> list[str]:
+        """The store options given, as words for ``orch`` on a cluster's head."""
+        given = (("--storage", self.storage), ("--tracking-uri", self.tracking_uri))
+        return [f"{flag}={value}" for flag, value in given if value]
+
+
+def _store_options(
+    storage: Storage = None, tracking_uri: Tracking = None, workspace: Workspace = None
+) -> Stores:
+    return Stores(storage, tracking_uri, workspace)
+
+
+def with_stores(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the store options; it receives them as one ``stores: Stores`` argument."""
+    own = inspect.signature(command, eval_str=True).parameters.values()
+    added = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(_store_options, eval_str=True).parameters.values()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        given = _store_options(**{p.name: kwargs.pop(p.name) for p in added})
+        command(stores=given, **kwargs)
+
+    parameters = [p for p in own if p.name != "stores"] + added
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return wrapper

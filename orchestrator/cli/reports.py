@@ -13,10 +13,10 @@ from rich.table import Table
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import print_json, short
-from orchestrator.workspace import resolve_locations
 
 
 @app.command("export")
+@opt.with_stores
 def export_command(
     study: opt.Study,
     output: Annotated[
@@ -28,14 +28,13 @@ def export_command(
             show_default=False,
         ),
     ],
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
-    workspace: opt.Workspace = None,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """One typed row per trial (params, values, times, node, run id); reports in a 2nd file."""
     from orchestrator.results import export_study, read_study
 
-    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where = stores.locations()
     loaded = read_study(where.storage, study)
     trials, intermediate = export_study(loaded, path=output)
     out.print(
@@ -48,6 +47,7 @@ def export_command(
 
 
 @app.command("compare")
+@opt.with_stores
 def compare_command(
     refs: Annotated[
         list[str],
@@ -59,15 +59,14 @@ def compare_command(
         Path | None,
         typer.Option(help="Write the runs' metric curves (metrics with >1 step) to this PNG."),
     ] = None,
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
-    workspace: opt.Workspace = None,
     json_: opt.Json = False,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """Params that differ and final metrics of runs side by side; --plot draws their curves."""
     from orchestrator.results import compare_runs, plot_curves
 
-    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where = stores.locations()
     found = compare_runs(refs, tracking_uri=where.tracking_uri, storage_url=where.storage)
     written = plot_curves(found, path=plot) if plot is not None else None
     if json_:
@@ -95,6 +94,7 @@ def compare_command(
 
 
 @app.command("replay")
+@opt.with_stores
 def replay_command(
     run_id: Annotated[str, typer.Argument(help="A trial's MLflow run id.", show_default=False)],
     force: Annotated[
@@ -104,15 +104,14 @@ def replay_command(
         Path | None,
         typer.Option(help="Project folder whose code runs (default: around the current dir)."),
     ] = None,
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
-    workspace: opt.Workspace = None,
     json_: opt.Json = False,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """Re-run a trial with its exact params and code here; log it, and diff its metrics."""
     from orchestrator.results import replay
 
-    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where = stores.locations()
     result = replay(
         run_id,
         tracking_uri=where.tracking_uri,
@@ -149,6 +148,7 @@ def replay_command(
 
 
 @app.command("report")
+@opt.with_stores
 def report_command(
     study: opt.Study,
     output: Annotated[
@@ -160,15 +160,14 @@ def report_command(
     log: Annotated[
         bool, typer.Option("--log", help="Also store it under report/ on the sweep's parent run.")
     ] = False,
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
-    workspace: opt.Workspace = None,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """Optuna's plots (PNG + interactive HTML) and an index.html summary of a study."""
     from orchestrator.names import StudyAttr
     from orchestrator.results import build_report, log_report, read_study
 
-    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where = stores.locations()
     loaded = read_study(where.storage, study)
     folder = output or Path(f"{study}-report")
     files = build_report(loaded, folder, tracking_uri=where.tracking_uri)
@@ -185,6 +184,7 @@ def report_command(
 
 
 @app.command("ui")
+@opt.with_stores
 def ui_command(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 5000,
     host: Annotated[
@@ -194,9 +194,8 @@ def ui_command(
         bool,
         typer.Option("--optuna", help="Start optuna-dashboard on the study storage instead."),
     ] = False,
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
-    workspace: opt.Workspace = None,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """Serve the sweeps' MLflow UI (or optuna-dashboard) until Ctrl-C; print its address."""
     from orchestrator.results import (
@@ -206,7 +205,7 @@ def ui_command(
         start_optuna_dashboard,
     )
 
-    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where = stores.locations()
     if optuna_:
         server = start_optuna_dashboard(storage_url=where.storage, host=host, port=port)
         store = where.storage

@@ -18,7 +18,6 @@ from rich.text import Text
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import print_best, print_json, short
-from orchestrator.workspace import resolve_locations
 
 if TYPE_CHECKING:
     from orchestrator.results import StatusReader, StudyStatus
@@ -34,6 +33,7 @@ RemoteOpt = Annotated[
 
 
 @app.command("status")
+@opt.with_stores
 def status_command(
     study: Annotated[str | None, typer.Argument(help="One study (default: all).")] = None,
     watch: Annotated[
@@ -42,12 +42,11 @@ def status_command(
     interval: Annotated[
         float, typer.Option(min=0.2, help="Seconds between refreshes with --watch.")
     ] = 2.0,
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
-    workspace: opt.Workspace = None,
     json_: opt.Json = False,
     address: RemoteOpt = None,
     token_file: opt.TokenFile = None,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """Studies with trials per state, best values, running trials (node, GPU) and ETA."""
     if watch and json_:
@@ -60,12 +59,12 @@ def status_command(
                 "--watch reads the storage itself; run it on the head, or drop --address",
                 param_hint="--watch",
             )
-        args = ["status", *([study] if study else []), *_store_args(storage, tracking_uri, json_)]
+        args = ["status", *([study] if study else []), *stores.as_arguments(), *["--json"] * json_]
         _on_head(address, token_file, args)
         return
     from orchestrator.results import StatusReader
 
-    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where = stores.locations()
     reader = StatusReader(storage_url=where.storage, tracking_uri=where.tracking_uri)
     if json_:
         studies = [s.to_dict() for s in reader.read(study)]
@@ -80,24 +79,24 @@ def status_command(
 
 
 @app.command("best")
+@opt.with_stores
 def best_command(
     study: opt.Study,
     top: Annotated[int, typer.Option(min=1, help="How many best trials (single objective).")] = 1,
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
-    workspace: opt.Workspace = None,
     json_: opt.Json = False,
     address: RemoteOpt = None,
     token_file: opt.TokenFile = None,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
     if address:
-        args = ["best", study, f"--top={top}", *_store_args(storage, tracking_uri, json_)]
+        args = ["best", study, f"--top={top}", *stores.as_arguments(), *["--json"] * json_]
         _on_head(address, token_file, args)
         return
     from orchestrator.results import best_summary, read_study
 
-    where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    where = stores.locations()
     loaded = read_study(where.storage, study)
     summary = best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
     if json_:
@@ -133,14 +132,6 @@ def _on_head(address: str, token_file: Path | None, args: list[str]) -> None:
     from orchestrator.cluster import connect, run_on_head
 
     sys.stdout.write(run_on_head(connect(address=address, token_file=token_file), args))
-
-
-def _store_args(storage: str | None, tracking_uri: str | None, json_: bool) -> list[str]:
-    """The options a query on the head takes over from this command."""
-    args = [f"--storage={storage}"] * bool(storage) + [f"--tracking-uri={tracking_uri}"] * bool(
-        tracking_uri
-    )
-    return args + ["--json"] * json_
 
 
 def _watch(reader: StatusReader, study: str | None, storage: str, interval: float) -> None:

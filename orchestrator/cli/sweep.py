@@ -15,6 +15,7 @@ from orchestrator.cli._tables import print_best, print_json
 
 
 @app.command("sweep")
+@opt.with_stores
 def sweep_command(
     spec: opt.Spec,
     trials: Annotated[
@@ -22,12 +23,11 @@ def sweep_command(
     ] = None,
     parallel: Annotated[int | None, typer.Option(help="Trials at once.")] = None,
     set_: opt.Set = None,
-    storage: opt.Storage = None,
-    tracking_uri: opt.Tracking = None,
     address: opt.Address = None,
     resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
-    workspace: opt.Workspace = None,
     json_: opt.Json = False,
+    *,
+    stores: opt.Stores,
 ) -> None:
     """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
     from orchestrator import SweepInterrupted, sweep
@@ -36,11 +36,11 @@ def sweep_command(
 
     prepared = prepare_sweep(spec, overrides=set_ or [], trials=trials, parallel=parallel)
     kwargs: dict[str, Any] = dict(
-        storage=storage,
-        tracking_uri=tracking_uri,
+        storage=stores.storage,
+        tracking_uri=stores.tracking_uri,
+        workspace=stores.workspace,
         address=address,
         resume=resume,
-        workspace=workspace,
     )
     try:
         if json_:  # stdout carries the JSON alone: whatever else is printed goes to stderr

@@ -7,7 +7,7 @@ start or replace the hub and tracker. May import every stage below it (spec, tri
 tracking).
 """
 
-from orchestrator.engine._actors import RemoteTracker, start_actors
+from orchestrator.engine._actors import start_actors
 from orchestrator.engine._loop import (
     SYSTEM_FAILURES,
     Listener,
@@ -25,7 +25,6 @@ __all__ = [
     "Listener",
     "LoopResult",
     "OutputLog",
-    "RemoteTracker",
     "TrialLoop",
     "close_abandoned",
     "cluster_capacity",

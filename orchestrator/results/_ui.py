@@ -75,11 +75,7 @@ def is_server(tracking_uri: str) -> bool:
 
 
 def start_mlflow_ui(
-    *,
-    tracking_uri: str,
-    host: str = LOCALHOST,
-    port: int = 5000,
-    timeout_s: float = 120.0,
+    *, tracking_uri: str, host: str = LOCALHOST, port: int = 5000, timeout_s: float = 120.0
 ) -> UiServer:
     """Start ``mlflow server`` on ``tracking_uri`` (artifacts served) and wait until it answers.
 
@@ -115,11 +111,7 @@ def start_mlflow_ui(
 
 
 def start_optuna_dashboard(
-    *,
-    storage_url: str,
-    host: str = LOCALHOST,
-    port: int = 8080,
-    timeout_s: float = 60.0,
+    *, storage_url: str, host: str = LOCALHOST, port: int = 8080, timeout_s: float = 60.0
 ) -> UiServer:
     """Start optuna-dashboard (an optional dependency) on the study storage ``storage_url``."""
     if importlib.util.find_spec("optuna_dashboard") is None:

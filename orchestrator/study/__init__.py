@@ -2,13 +2,21 @@
 
 While a sweep runs, the :class:`StudyHub` actor is the only process that opens the storage: it
 asks the sampler, records reports, prunes and tells outcomes. May import :mod:`orchestrator.spec`,
-:mod:`orchestrator.trial` and the shared leaf modules (errors, names, workspace); never Ray or
-MLflow (the hub reaches the tracker through :class:`TrackerPort`).
+:mod:`orchestrator.trial` and the shared leaf modules (errors, names, workspace); never MLflow
+(the hub sends the tracker actor its writes through Ray).
 """
 
 from orchestrator.study._driver import GRACE_S, Owner, heartbeat, live_driver
-from orchestrator.study._hub import HEARTBEAT_S, StudyHub, TrackerPort
-from orchestrator.study._samplers import build_pruner, build_sampler, grid, grid_size, suggest
+from orchestrator.study._hub import HEARTBEAT_S, StudyHub
+from orchestrator.study._samplers import (
+    PRUNERS,
+    SAMPLERS,
+    build_pruner,
+    build_sampler,
+    grid,
+    grid_size,
+    suggest,
+)
 from orchestrator.study._storage import JOURNAL_PREFIX, open_storage, study_exists
 from orchestrator.study._study import (
     FINISHED_STATES,
@@ -26,9 +34,10 @@ __all__ = [
     "GRACE_S",
     "HEARTBEAT_S",
     "JOURNAL_PREFIX",
+    "PRUNERS",
+    "SAMPLERS",
     "Owner",
     "StudyHub",
-    "TrackerPort",
     "build_pruner",
     "build_sampler",
     "check_study",

@@ -2,18 +2,21 @@
 
 It asks the sampler for trials, records every report (Optuna intermediate values, MLflow metrics),
 decides pruning, and tells outcomes. Trials on any node reach it through Ray, so the storage is
-only ever opened on the driver's machine.
+only ever opened on the driver's machine; it sends the tracker actor the runs to write without
+waiting for them.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
+import ray
 from optuna.trial import TrialState
+from ray.exceptions import RayError
 
 from orchestrator._logging import quiet_libraries
 from orchestrator._sqlite import tune_sqlite
@@ -26,52 +29,10 @@ from orchestrator.study._storage import open_storage
 from orchestrator.study._study import count_states, finished_count, open_study, requeue
 from orchestrator.trial import Outcome, Ticket
 
-__all__ = ["HEARTBEAT_S", "StudyHub", "TrackerPort"]
+__all__ = ["HEARTBEAT_S", "StudyHub"]
 
 #: How often the hub records that its driver is alive.
 HEARTBEAT_S = 10.0
-
-
-class TrackerPort(Protocol):
-    """The tracker as the hub calls it: writes return at once, except where noted."""
-
-    def start_parent(
-        self, *, name: str, spec_yaml: str, tags: Mapping[str, str], resume_run_id: str | None
-    ) -> str:
-        """Open the parent run and wait for its id."""
-        ...
-
-    def close_open_children(self, reason: str) -> None: ...
-
-    def start_trial(
-        self, key: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
-    ) -> Callable[[], str]:
-        """Open a child run; the returned function gives its id when first needed."""
-        ...
-
-    def log_metrics(
-        self, key: str, step: int, metrics: Mapping[str, float], timestamp_ms: int
-    ) -> None: ...
-
-    def set_tags(self, key: str, tags: Mapping[str, str]) -> None: ...
-
-    def log_artifact(self, key: str, name: str, data: bytes) -> None: ...
-
-    def end_trial(
-        self,
-        key: str,
-        *,
-        state: str,
-        metrics: Mapping[str, float],
-        tags: Mapping[str, str],
-        status: str | None = None,
-    ) -> None: ...
-
-    def end_parent(
-        self, *, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
-    ) -> list[str]:
-        """Close the parent run and wait; return the errors the tracker met."""
-        ...
 
 
 class StudyHub:
@@ -83,7 +44,7 @@ class StudyHub:
         spec: Spec,
         spec_yaml: str,
         storage_url: str,
-        tracker: TrackerPort,
+        tracker: Any,
         owner: Owner,
         resume: bool,
         parent_tags: Mapping[str, str] | None = None,
@@ -98,25 +59,27 @@ class StudyHub:
         self.pruner = build_pruner(spec)
         self.metric = spec.objectives[0].metric if len(spec.objectives) == 1 else None
         self._study_id = self.storage.get_study_id_from_name(spec.name)
-        self._tracker = tracker
-        self._run_id_of: dict[str, Callable[[], str]] = {}
+        self._tracker = tracker  # the Tracker actor: writes are sent without waiting
+        self._run_refs: dict[str, ray.ObjectRef[str]] = {}
         self._last_beat = 0.0
         stale = self._recover() if resume else []
-        self.parent_run_id = tracker.start_parent(
-            name=spec.name,
-            spec_yaml=spec_yaml,
-            tags={
-                Tag.STUDY: spec.name,
-                Tag.JOB: spec.job,
-                **(parent_tags or {}),
-                **({Tag.NOTE: spec.description} if spec.description else {}),
-                **spec.tags,
-            },
-            resume_run_id=self.study.user_attrs.get(StudyAttr.PARENT_RUN_ID),
+        self.parent_run_id: str = ray.get(
+            tracker.start_parent.remote(
+                name=spec.name,
+                spec_yaml=spec_yaml,
+                tags={
+                    Tag.STUDY: spec.name,
+                    Tag.JOB: spec.job,
+                    **(parent_tags or {}),
+                    **({Tag.NOTE: spec.description} if spec.description else {}),
+                    **spec.tags,
+                },
+                resume_run_id=self.study.user_attrs.get(StudyAttr.PARENT_RUN_ID),
+            )
         )
         self.study.set_user_attr(StudyAttr.PARENT_RUN_ID, self.parent_run_id)
         if stale:
-            tracker.close_open_children("interrupted: the orch driver running it stopped")
+            tracker.close_open_children.remote("interrupted: the orch driver running it stopped")
         self.ping()
 
     # Progress ---------------------------------------------------------------------------------
@@ -157,7 +120,7 @@ class StudyHub:
     @timed
     def retry(self, ticket: Ticket, reason: str) -> Ticket:
         """Close a failed attempt's run and open the next attempt with the same params."""
-        self._tracker.end_trial(
+        self._tracker.end_trial.remote(
             ticket.key, state="FAIL", metrics={}, tags={Tag.FAIL_REASON: reason}
         )
         following = replace(ticket, attempt=ticket.attempt + 1)
@@ -169,7 +132,7 @@ class StudyHub:
         self, key: str, trial_id: int, step: int, metrics: dict[str, float], ts: int
     ) -> bool:
         """Record one report; return whether the pruner stops the trial."""
-        self._tracker.log_metrics(key, step, metrics, ts)
+        self._tracker.log_metrics.remote(key, step, metrics, ts)
         value = metrics.get(self.metric) if self.metric else None
         if value is None:
             return False
@@ -181,18 +144,18 @@ class StudyHub:
     @timed
     def set_tags(self, key: str, tags: dict[str, str]) -> None:
         """Tag an attempt's run."""
-        self._tracker.set_tags(key, tags)
+        self._tracker.set_tags.remote(key, tags)
 
     @timed
     def log_artifact(self, key: str, name: str, data: bytes) -> None:
         """Store a file on an attempt's run."""
-        self._tracker.log_artifact(key, name, data)
+        self._tracker.log_artifact.remote(key, name, data)
 
     @timed
     def end_trial(self, ticket: Ticket, outcome: Outcome, placement: Mapping[str, str]) -> None:
         """Tell the study how the trial ended and close its run."""
         attrs: dict[str, Any] = {
-            TrialAttr.RUN_ID: self._run_id_of.pop(ticket.key)(),
+            TrialAttr.RUN_ID: self._run_id(ticket.key),
             TrialAttr.ATTEMPTS: ticket.attempt + 1,
             TrialAttr.DURATION_S: round(outcome.duration_s, 3),
         }
@@ -213,21 +176,21 @@ class StudyHub:
         if outcome.diverged:
             tags[Tag.DIVERGED] = "true"
         finite = {k: v for k, v in outcome.metrics.items() if not math.isinf(v)}
-        self._tracker.end_trial(ticket.key, state=outcome.state, metrics=finite, tags=tags)
+        self._tracker.end_trial.remote(ticket.key, state=outcome.state, metrics=finite, tags=tags)
         self.ping()
 
     @timed
     def interrupt(self, tickets: list[Ticket], reason: str) -> None:
         """End unfinished attempts (FAIL, marked interrupted, queued to re-run); kill their runs."""
         for ticket in tickets:
-            self._tracker.end_trial(
+            self._tracker.end_trial.remote(
                 ticket.key,
                 state="FAIL",
                 metrics={},
                 tags={Tag.FAIL_REASON: reason},
                 status="KILLED",
             )
-            self._run_id_of.pop(ticket.key, None)
+            self._run_refs.pop(ticket.key, None)
             requeue(self.study, self.storage, self.storage.get_trial(ticket.trial_id), reason)
 
     def close(self, status: str) -> list[str]:
@@ -243,13 +206,16 @@ class StudyHub:
             metrics[f"best_{self.metric}"] = float(best.value)  # type: ignore[arg-type]
             tags[Tag.BEST_TRIAL] = str(best.number)
             tags[Tag.BEST_RUN_ID] = str(best.user_attrs.get(TrialAttr.RUN_ID, ""))
-        return self._tracker.end_parent(status=status, metrics=metrics, tags=tags)
+        errors: list[str] = ray.get(
+            self._tracker.end_parent.remote(status=status, metrics=metrics, tags=tags)
+        )
+        return errors
 
     # Internals --------------------------------------------------------------------------------
 
     def _open_run(self, ticket: Ticket) -> None:
         name = f"trial-{ticket.number}" + (f"-attempt-{ticket.attempt}" if ticket.attempt else "")
-        self._run_id_of[ticket.key] = self._tracker.start_trial(
+        self._run_refs[ticket.key] = self._tracker.start_trial.remote(
             ticket.key,
             run_name=name,
             params=ticket.params,
@@ -261,6 +227,13 @@ class StudyHub:
                 Tag.STATE: "RUNNING",
             },
         )
+
+    def _run_id(self, key: str) -> str:
+        """The run id of an attempt (opened without waiting); empty if the tracker failed it."""
+        try:
+            return str(ray.get(self._run_refs.pop(key)))
+        except RayError:
+            return ""
 
     def _recover(self) -> list[Any]:
         """Close and re-queue trials left RUNNING by the driver before (it is gone: checked)."""

@@ -1,44 +1,24 @@
 """The spec as Optuna sees it: the parameters a trial suggests, the grid, samplers and pruners.
 
-One builder per sampler or pruner type, registered on its spec class: a new sampler is a
-pydantic model in :mod:`orchestrator.spec` plus one ``@_sampler.register`` function here.
+A spec's sampler or pruner section holds its Optuna class's arguments under the same names
+(but the few in ``_RENAMED``): a new sampler is a pydantic model in :mod:`orchestrator.spec` and
+its Optuna class in ``SAMPLERS`` here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import singledispatch
 from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
+from pydantic import BaseModel
 
-from orchestrator.spec import (
-    CmaEsSamplerSpec,
-    FloatParam,
-    GPSamplerSpec,
-    GridSamplerSpec,
-    HyperbandPrunerSpec,
-    IntParam,
-    MedianPrunerSpec,
-    NoPrunerSpec,
-    NSGAIIISamplerSpec,
-    NSGAIISamplerSpec,
-    Param,
-    PercentilePrunerSpec,
-    QMCSamplerSpec,
-    RandomSamplerSpec,
-    Spec,
-    SuccessiveHalvingPrunerSpec,
-    ThresholdPrunerSpec,
-    TPESamplerSpec,
-    is_active,
-    sampling_order,
-)
+from orchestrator.spec import FloatParam, IntParam, Param, Spec, is_active, sampling_order
 
-__all__ = ["build_pruner", "build_sampler", "grid", "grid_size", "suggest"]
+__all__ = ["PRUNERS", "SAMPLERS", "build_pruner", "build_sampler", "grid", "grid_size", "suggest"]
 
 
 def suggest(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str, Any]:
@@ -99,6 +79,32 @@ def grid_size(spec: Spec) -> int | None:
     return math.prod(len(values) for values in grid(spec.space).values())
 
 
+#: The Optuna sampler of each spec ``sampler.type`` (grid: see :func:`build_sampler`).
+SAMPLERS: dict[str, type[BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "grid": _AskTellGridSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+    "nsga3": optuna.samplers.NSGAIIISampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "gp": optuna.samplers.GPSampler,
+}
+#: The Optuna pruner of each spec ``pruner.type``.
+PRUNERS: dict[str, type[BasePruner]] = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "threshold": optuna.pruners.ThresholdPruner,
+}
+#: Spec field names that differ from the Optuna argument they set (spec names are a contract).
+_RENAMED = {"startup_trials": "n_startup_trials", "warmup_steps": "n_warmup_steps"}
+#: Samplers that would warn on every conditional parameter they sample independently.
+_QUIET = {"cmaes", "qmc"}
+
+
 def build_sampler(spec: Spec, *, resumed_after: int = 0) -> BaseSampler:
     """The sampler the spec names, seeded as asked.
 
@@ -106,134 +112,31 @@ def build_sampler(spec: Spec, *, resumed_after: int = 0) -> BaseSampler:
     same seed again would replay the same random draws and evaluate old param sets twice.
 
     Raises:
-        TypeError: the spec's sampler type has no builder.
+        KeyError: the spec's sampler type has no Optuna sampler here.
     """
-    seed = None if spec.sampler.seed is None else spec.sampler.seed + resumed_after
-    return _sampler(spec.sampler, seed, spec)
+    cfg = spec.sampler
+    kwargs = _arguments(cfg)
+    if cfg.seed is not None:
+        kwargs["seed"] = cfg.seed + resumed_after
+    if cfg.type == "grid":
+        kwargs["search_space"] = grid(spec.space)
+    if cfg.type == "tpe" and cfg.group:
+        kwargs["multivariate"] = True  # Optuna's group sampling needs it
+    if cfg.type in _QUIET:
+        kwargs["warn_independent_sampling"] = False
+    return SAMPLERS[cfg.type](**kwargs)
 
 
 def build_pruner(spec: Spec) -> BasePruner:
     """The pruner the spec names (``none`` never prunes).
 
     Raises:
-        TypeError: the spec's pruner type has no builder.
+        KeyError: the spec's pruner type has no Optuna pruner here.
     """
-    return _pruner(spec.pruner)
+    return PRUNERS[spec.pruner.type](**_arguments(spec.pruner))
 
 
-@singledispatch
-def _sampler(cfg: object, seed: int | None, spec: Spec) -> BaseSampler:
-    raise TypeError(f"no Optuna sampler is built for {type(cfg).__name__}")
-
-
-@_sampler.register
-def _(cfg: TPESamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return optuna.samplers.TPESampler(
-        seed=seed,
-        n_startup_trials=cfg.n_startup_trials,
-        multivariate=cfg.multivariate or cfg.group,
-        group=cfg.group,
-        constant_liar=cfg.constant_liar,
-    )
-
-
-@_sampler.register
-def _(cfg: RandomSamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-@_sampler.register
-def _(cfg: CmaEsSamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return optuna.samplers.CmaEsSampler(
-        seed=seed,
-        n_startup_trials=cfg.n_startup_trials,
-        sigma0=cfg.sigma0,
-        restart_strategy=cfg.restart_strategy,
-        warn_independent_sampling=False,
-    )
-
-
-@_sampler.register
-def _(cfg: GridSamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return _AskTellGridSampler(grid(spec.space), seed=seed)
-
-
-@_sampler.register
-def _(cfg: NSGAIISamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return optuna.samplers.NSGAIISampler(
-        seed=seed,
-        population_size=cfg.population_size,
-        mutation_prob=cfg.mutation_prob,
-        crossover_prob=cfg.crossover_prob,
-    )
-
-
-@_sampler.register
-def _(cfg: NSGAIIISamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return optuna.samplers.NSGAIIISampler(seed=seed, population_size=cfg.population_size)
-
-
-@_sampler.register
-def _(cfg: QMCSamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return optuna.samplers.QMCSampler(
-        seed=seed, qmc_type=cfg.qmc_type, scramble=cfg.scramble, warn_independent_sampling=False
-    )
-
-
-@_sampler.register
-def _(cfg: GPSamplerSpec, seed: int | None, spec: Spec) -> BaseSampler:
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-
-
-@singledispatch
-def _pruner(cfg: object) -> BasePruner:
-    raise TypeError(f"no Optuna pruner is built for {type(cfg).__name__}")
-
-
-@_pruner.register
-def _(cfg: NoPrunerSpec) -> BasePruner:
-    return optuna.pruners.NopPruner()
-
-
-@_pruner.register
-def _(cfg: MedianPrunerSpec) -> BasePruner:
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=cfg.startup_trials,
-        n_warmup_steps=cfg.warmup_steps,
-        interval_steps=cfg.interval_steps,
-    )
-
-
-@_pruner.register
-def _(cfg: PercentilePrunerSpec) -> BasePruner:
-    return optuna.pruners.PercentilePruner(
-        cfg.percentile,
-        n_startup_trials=cfg.startup_trials,
-        n_warmup_steps=cfg.warmup_steps,
-        interval_steps=cfg.interval_steps,
-    )
-
-
-@_pruner.register
-def _(cfg: HyperbandPrunerSpec) -> BasePruner:
-    return optuna.pruners.HyperbandPruner(
-        min_resource=cfg.min_resource,
-        max_resource=cfg.max_resource,
-        reduction_factor=cfg.reduction_factor,
-    )
-
-
-@_pruner.register
-def _(cfg: SuccessiveHalvingPrunerSpec) -> BasePruner:
-    return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=cfg.min_resource,
-        reduction_factor=cfg.reduction_factor,
-        min_early_stopping_rate=cfg.min_early_stopping_rate,
-    )
-
-
-@_pruner.register
-def _(cfg: ThresholdPrunerSpec) -> BasePruner:
-    return optuna.pruners.ThresholdPruner(
-        lower=cfg.lower, upper=cfg.upper, n_warmup_steps=cfg.warmup_steps
-    )
+def _arguments(section: BaseModel) -> dict[str, Any]:
+    """A spec section's fields as its Optuna class's keyword arguments."""
+    fields = section.model_dump(exclude={"type", "seed"})
+    return {_RENAMED.get(name, name): value for name, value in fields.items()}

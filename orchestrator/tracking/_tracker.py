@@ -157,12 +157,7 @@ class Tracker:
     # Trial runs -----------------------------------------------------------------------------
 
     def start_trial(
-        self,
-        key: str,
-        *,
-        run_name: str,
-        params: Mapping[str, Any],
-        tags: Mapping[str, str],
+        self, key: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
     ) -> str:
         """Open a child run for one trial attempt; return its run id."""
         run_tags = {Tag.PARENT_RUN_ID: self.parent_run_id or "", **tags}
