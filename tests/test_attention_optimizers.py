@@ -32,6 +32,14 @@ def test_global_norm_survives_gradients_whose_squares_underflow() -> None:
     assert global_norm(tiny) == pytest.approx(math.sqrt(3) * 1e-200, rel=1e-12)
 
 
+def test_gd_moves_lr_times_minus_the_gradient() -> None:
+    params, grads = _tensors(0), _tensors(1)
+    expected = [w - 0.7 * g for w, g in zip(params, grads, strict=True)]
+    get_optimizer("gd").update(params, grads, 0.0, StepConfig(lr=0.7))
+    for w, e in zip(params, expected, strict=True):
+        assert torch.allclose(w, e, rtol=0, atol=1e-15)
+
+
 def test_ngd_moves_lr_along_minus_the_gradient() -> None:
     params, grads = _tensors(0), _tensors(1)
     before = [w.clone() for w in params]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -9,11 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import get_args, get_origin
 
 import pytest
+import typer
 from optuna.trial import TrialState
 
-from tests.helpers import load, runs
+from tests.helpers import load, runs, study_so_far
 
 REPO = Path(__file__).resolve().parent.parent
 ORCH = str(Path(sys.executable).with_name("orch"))
@@ -132,13 +135,11 @@ def _wait_running(tmp_path: Path, count: int, proc: subprocess.Popen) -> None:
     deadline = time.time() + 120
     while time.time() < deadline:
         assert proc.poll() is None, proc.communicate()
-        try:
-            study = load(tmp_path / "ws", "sleepy")
+        study = study_so_far(tmp_path / "ws", "sleepy")
+        if study is not None:
             running = study.get_trials(states=(TrialState.RUNNING,))
             if len(running) >= count and all(t.intermediate_values for t in running):
                 return
-        except Exception:
-            pass
         time.sleep(0.5)
     raise AssertionError("trials never started")
 
@@ -192,9 +193,15 @@ def test_second_ctrl_c_exits_at_once_and_resume_recovers(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
+    # Out at once: the graceful path (trials closed, runs killed, a resume hint) never ran.
+    assert "--resume" not in stderr
     study = load(tmp_path / "ws", "sleepy")  # storage still loads
+    assert len(study.get_trials(states=(TrialState.RUNNING,))) == 2
+    parent, children = runs(tmp_path / "ws", "sleepy")
+    assert parent.info.status == "RUNNING"
+    assert [r.info.status for r in children] == ["RUNNING", "RUNNING"]
     done = orch(
         "sweep",
         str(tmp_path / "sleepy.yaml"),
@@ -211,3 +218,41 @@ def test_second_ctrl_c_exits_at_once_and_resume_recovers(tmp_path):
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     _, children = runs(tmp_path / "ws", "sleepy")
     assert all(r.info.status != "RUNNING" for r in children)
+
+
+#: A value other than the default, for each type an `orch sweep` option may have.
+SAMPLES = {bool: True, int: 3, float: 0.5, str: "x", Path: Path("x")}
+
+
+def _sample(annotation: object) -> object:
+    """A non-default value for an option annotated ``Annotated[T | None, typer.Option]``."""
+    kind = get_args(annotation)[0]
+    kind = next((k for k in get_args(kind) if k is not type(None)), kind)
+    if get_origin(kind) is list:
+        return [SAMPLES[get_args(kind)[0]]] * 2
+    return SAMPLES[kind]
+
+
+def test_submit_takes_and_forwards_every_sweep_option() -> None:
+    from orchestrator.cli import app
+    from orchestrator.cli._forward import as_arguments
+    from orchestrator.cli.sweep import sweep_command
+
+    group = typer.main.get_command(app)
+    sweep, submit = group.commands["sweep"], group.commands["submit"]  # type: ignore[attr-defined]
+    flags = {p.name: p.opts[0] for p in sweep.params}
+    values = {
+        name: _sample(param.annotation)
+        for name, param in inspect.signature(sweep_command, eval_str=True).parameters.items()
+        if name not in ("spec", "address")
+    }
+    words = []
+    for name, value in values.items():
+        for item in value if isinstance(value, list) else [value]:
+            words += [flags[name]] if item is True else [flags[name], str(item)]
+    taken = submit.make_context("submit", ["spec.yaml", *words]).params
+    assert {name: taken[name] for name in values} == values
+    # What submit sends to the head, `orch sweep` reads back as the same values.
+    forwarded = as_arguments(sweep_command, values)
+    on_head = sweep.make_context("sweep", ["spec.yaml", *forwarded]).params
+    assert {name: on_head[name] for name in values} == values

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import client, load, runs
+from tests.helpers import client, load, runs, runs_so_far, study_so_far
 from tests.raycluster import LocalCluster
 
 pytestmark = pytest.mark.slow
@@ -107,11 +107,10 @@ def test_fractional_gpus_accelerator_type_and_placement(tmp_path, cluster):
 
 
 def _running_node(tmp_path: Path, name: str) -> str | None:
-    try:
-        _, children = runs(tmp_path / "ws", name)
-    except Exception:
+    found = runs_so_far(tmp_path / "ws", name)
+    if found is None:
         return None
-    for run in children:
+    for run in found[1]:
         if run.info.status == "RUNNING" and "test_node" in run.data.tags:
             return run.data.tags["test_node"]
     return None
@@ -169,14 +168,13 @@ def test_driver_killed_then_resume_tops_up_without_repeating(tmp_path, cluster):
     deadline = time.time() + 180
     while time.time() < deadline:
         assert proc.poll() is None, proc.communicate()
-        try:
-            study = load(tmp_path / "ws", "driverdies")
-            if len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2 and study.get_trials(
-                states=(TrialState.RUNNING,)
-            ):
-                break
-        except Exception:
-            pass
+        study = study_so_far(tmp_path / "ws", "driverdies")
+        if (
+            study is not None
+            and len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2
+            and study.get_trials(states=(TrialState.RUNNING,))
+        ):
+            break
         time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)  # the driver only: the cluster lives on
     proc.communicate(timeout=60)

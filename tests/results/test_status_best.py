@@ -12,7 +12,7 @@ import time
 import ray
 from typer.testing import CliRunner
 
-from orchestrator import sweep
+from orchestrator import StudyError, sweep
 from orchestrator.cli import app
 from orchestrator.results import StatusReader
 from orchestrator.tracking import RunLink
@@ -53,7 +53,7 @@ def test_status_of_a_running_sweep_shows_where_its_trials_run(ray_local, tmp_pat
         time.sleep(0.3)
         try:
             (status,) = reader.read("live")
-        except Exception:  # the sweep has not created its storage or study yet
+        except StudyError:  # the sweep has not created its storage or study yet
             continue
         if status.finished >= 1 and status.running and all(t.node for t in status.running):
             seen = status
