@@ -126,7 +126,11 @@ class ClusterConfig:
 
 
 def load_cluster_config(path: str | Path) -> ClusterConfig:
-    """Read a cluster YAML; raise :class:`ClusterError` naming the missing or bad field."""
+    """Read a cluster YAML (the file ``ray up`` takes, orch's settings in ``metadata.orch``).
+
+    Raises:
+        ClusterError: naming the missing or bad field.
+    """
     file = Path(path)
     try:
         data = yaml.safe_load(file.read_text())
@@ -163,7 +167,12 @@ def load_cluster_config(path: str | Path) -> ClusterConfig:
 
 
 def up(config_path: str | Path, *, say: Say = lambda _: None) -> dict[str, Any]:
-    """Start the cluster of ``config_path``; return the state recorded in its folder."""
+    """Start the cluster of ``config_path``; return the state recorded in its folder.
+
+    Raises:
+        ClusterError: the config is invalid, the cluster is up already, or a service did not
+            start.
+    """
     config = load_cluster_config(config_path)
     folder = ClusterFolder.of(config.name)
     previous = folder.state()
@@ -181,7 +190,11 @@ def up(config_path: str | Path, *, say: Say = lambda _: None) -> dict[str, Any]:
 
 
 def down(target: str | Path, *, say: Say = lambda _: None) -> dict[str, Any]:
-    """Stop the cluster of a config file (or of a cluster name); return its last state."""
+    """Stop the cluster of a config file (or of a cluster name); return its last state.
+
+    Raises:
+        ClusterError: the cluster is not up, or its processes would not stop.
+    """
     name = _cluster_name(target)
     folder = ClusterFolder.of(name)
     state = folder.state()

@@ -109,7 +109,11 @@ def write_secret(path: Path, value: str) -> None:
 
 
 def read_secret(path: Path) -> str:
-    """Read a secret file, first making it user-only if others could read it."""
+    """Read a secret file, first making it user-only if others could read it.
+
+    Raises:
+        ClusterError: the file cannot be read or is empty.
+    """
     try:
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             path.chmod(0o600)

@@ -108,6 +108,9 @@ def connect(*, address: str | None, token_file: Path | None) -> Connection:
 
     The address is ``address``, else ``$RAY_API_SERVER_ADDRESS``, else the one cluster
     ``orch cluster up`` has running.
+
+    Raises:
+        ClusterError: no address is known, or the head refuses the token or cannot be reached.
     """
     from ray.job_submission import JobSubmissionClient
 
@@ -174,7 +177,11 @@ def local_versions() -> dict[str, Any]:
 
 
 def head_info(conn: Connection, *, say: Say = lambda _: None) -> HeadInfo:
-    """The head's interpreter and its versions (from a probe job, deleted after)."""
+    """The head's interpreter and its versions (from a probe job, deleted after).
+
+    Raises:
+        ClusterError: the probe job failed.
+    """
     python = head_python(conn)
     say("checking versions on the head")
     status, logs = _run_job(conn, f"{shlex.quote(python)} -c {shlex.quote(_PROBE)}", kind="probe")
@@ -195,7 +202,11 @@ def head_python(conn: Connection) -> str:
 
 
 def check_versions(local: dict[str, Any], remote: dict[str, Any]) -> None:
-    """Refuse a head whose orch or Ray differ from this machine's, or whose Python minor does."""
+    """Refuse a head whose orch or Ray differ from this machine's, or whose Python minor does.
+
+    Raises:
+        ClusterError: naming each version that differs.
+    """
     if not remote.get("orch"):
         raise ClusterError(
             f"orch is not installed in the head's Python; install orch=={local['orch']} there "
@@ -232,6 +243,10 @@ def submit(
     ``sweep_args`` are ``orch sweep`` options passed through as given (``--trials 4``, ...).
     Nothing is uploaded before the spec validates, the package fits and the head's versions
     match; a refused upload leaves no job.
+
+    Raises:
+        SpecError: the spec is invalid.
+        ClusterError: the head's versions differ, its stores are missing, or the upload failed.
     """
     spec = load_spec(spec_path, overrides=overrides)
     project = project_root(spec_path)
@@ -306,7 +321,11 @@ def _check_head(
 
 
 def package_project(project: Path, archive: Path) -> tuple[int, int]:
-    """Zip ``project`` as Ray ships it, plus this machine's provenance; return (files, bytes)."""
+    """Zip ``project`` as Ray ships it, plus this machine's provenance; return (files, bytes).
+
+    Raises:
+        ClusterError: the package is over Ray's upload limit.
+    """
     from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE, create_package
 
     _quiet_ray()
@@ -349,6 +368,10 @@ def follow(conn: Connection, job_id: str, *, write: Callable[[str], None]) -> st
     """Write the job's log as it grows until the job ends; return its final status.
 
     Ctrl-C raises :class:`Detached` and leaves the job running.
+
+    Raises:
+        Detached: Ctrl-C; the job keeps running.
+        ClusterError: the head cannot be reached.
     """
     seen = 0
     try:

@@ -70,7 +70,11 @@ def resolve_ref(ref: str, *, client: MlflowClient, storage_url: str | None) -> s
 def compare_runs(
     refs: list[str], *, tracking_uri: str, storage_url: str | None = None
 ) -> Comparison:
-    """Compare the runs ``refs`` name (run ids or ``STUDY:NUMBER``); histories included."""
+    """Compare the runs ``refs`` name (run ids or ``STUDY:NUMBER``); histories included.
+
+    Raises:
+        RunError: fewer than two refs, or a ref names no run or trial.
+    """
     if len(refs) < 2:
         raise RunError(f"compare needs at least two runs or trials, got {len(refs)}")
     client = MlflowClient(tracking_uri)
@@ -101,7 +105,11 @@ def compare_runs(
 
 
 def plot_curves(comparison: Comparison, *, path: str | Path) -> Path:
-    """Draw every metric logged at more than one step, one panel each, into one PNG."""
+    """Draw every metric logged at more than one step, one panel each, into one PNG.
+
+    Raises:
+        RunError: no metric was logged at more than one step.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

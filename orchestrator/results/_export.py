@@ -94,6 +94,9 @@ def export_study(study: optuna.Study, *, path: str | Path) -> list[Path]:
     """Write the trials table to ``path`` (.parquet or .csv) and the intermediate values beside it.
 
     Returns the files written.
+
+    Raises:
+        OrchError: ``path`` is neither .parquet nor .csv.
     """
     path = Path(path)
     suffix = path.suffix.lower()

@@ -134,6 +134,11 @@ def replay(
 
     ``project`` is the folder whose code runs (default: the project around the current
     directory); its git commit must be the one the sweep recorded unless ``force``.
+
+    Raises:
+        RunError: ``run_id`` is not a trial's run, or its params do not match its spec.
+        CodeMismatch: the project is not at the sweep's commit (and not ``force``).
+        SpecError: the spec's job no longer imports.
     """
     client = MlflowClient(tracking_uri)
     original = get_run(client, run_id)
@@ -244,6 +249,9 @@ def recover_params(
 
     ``sampled`` comes from the Optuna trial when its study is at hand; otherwise each logged
     string is read back with its type from ``spec.space``.
+
+    Raises:
+        RunError: a logged param is not in the spec, or differs from the study's value.
     """
     logged = dict(run.data.params)
     if sampled is None:

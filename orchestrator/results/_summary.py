@@ -27,7 +27,11 @@ __all__ = [
 
 
 def load_study(storage: BaseStorage, name: str, *, storage_url: str) -> optuna.Study:
-    """Load study ``name``; say which studies exist when it does not."""
+    """Load study ``name``; say which studies exist when it does not.
+
+    Raises:
+        StudyError: ``storage`` holds no study ``name``.
+    """
     if not study_exists(storage, name):
         names = sorted(s.study_name for s in storage.get_all_studies())
         known = ", ".join(names) if names else "none"
@@ -36,7 +40,11 @@ def load_study(storage: BaseStorage, name: str, *, storage_url: str) -> optuna.S
 
 
 def read_study(storage_url: str, name: str) -> optuna.Study:
-    """Load study ``name`` from ``storage_url`` to read it (never creating the storage)."""
+    """Load study ``name`` from ``storage_url`` to read it (never creating the storage).
+
+    Raises:
+        StudyError: the storage or the study does not exist (naming the studies there).
+    """
     try:
         storage = open_storage(storage_url, read_only=True)
     except StudyError as exc:

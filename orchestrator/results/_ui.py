@@ -80,6 +80,10 @@ def start_mlflow_ui(
     """Start ``mlflow server`` on ``tracking_uri`` (artifacts served) and wait until it answers.
 
     ``port=0`` picks a free port.
+
+    Raises:
+        OrchError: the store is a server already or missing, the port is taken, or the server
+            did not answer in ``timeout_s``.
     """
     if is_server(tracking_uri):
         raise OrchError(f"ui: {tracking_uri} is an MLflow server already; open it in a browser")
@@ -113,7 +117,12 @@ def start_mlflow_ui(
 def start_optuna_dashboard(
     *, storage_url: str, host: str = LOCALHOST, port: int = 8080, timeout_s: float = 60.0
 ) -> UiServer:
-    """Start optuna-dashboard (an optional dependency) on the study storage ``storage_url``."""
+    """Start optuna-dashboard (an optional dependency) on the study storage ``storage_url``.
+
+    Raises:
+        OrchError: optuna-dashboard is not installed, the port is taken, or it did not answer in
+            ``timeout_s``.
+    """
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise OrchError(
             "ui --optuna needs optuna-dashboard: pip install optuna-dashboard "

@@ -17,7 +17,12 @@ __all__ = ["load_spec"]
 
 
 def load_spec(path: str | Path, *, overrides: Sequence[str] = ()) -> Spec:
-    """Read, override and validate a spec file; raise :class:`SpecError` with one clear line."""
+    """Read, override and validate a spec file; raise :class:`SpecError` with one clear line.
+
+    Raises:
+        SpecError: the file is missing, not YAML, or a field or override is invalid (one line
+                naming the file, line and field).
+    """
     file = Path(path)
     try:
         text = file.read_text()

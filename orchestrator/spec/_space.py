@@ -18,7 +18,11 @@ class Conditional(Protocol):
 
 
 def sampling_order(space: Mapping[str, Conditional]) -> list[str]:
-    """Names in spec order, moved after the parameters their ``when`` depends on."""
+    """Names in spec order, moved after the parameters their ``when`` depends on.
+
+    Raises:
+        ValueError: the conditions form a cycle.
+    """
     order: list[str] = []
     visiting: set[str] = set()
 

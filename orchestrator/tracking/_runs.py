@@ -64,7 +64,11 @@ class RunLink:
 
 
 def get_run(client: MlflowClient, run_id: str) -> Run:
-    """The run ``run_id``; a :class:`RunError` naming the tracking store if there is none."""
+    """The run ``run_id``; a :class:`RunError` naming the tracking store if there is none.
+
+    Raises:
+        RunError: the tracking store has no such run.
+    """
     try:
         return client.get_run(run_id)
     except MlflowException as exc:
@@ -92,7 +96,11 @@ def run_links(
 
 
 def parent_spec(client: MlflowClient, parent_run_id: str) -> Spec:
-    """The effective spec a sweep ran with: the ``spec.yaml`` artifact of its parent run."""
+    """The effective spec a sweep ran with: the ``spec.yaml`` artifact of its parent run.
+
+    Raises:
+        RunError: the run has no readable ``spec.yaml``.
+    """
     with tempfile.TemporaryDirectory(prefix="orch-spec-") as tmp, quiet_downloads():
         try:
             local = client.download_artifacts(parent_run_id, "spec.yaml", tmp)

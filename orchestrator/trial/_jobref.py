@@ -28,7 +28,12 @@ def project_root(spec_path: str | Path) -> Path:
 
 
 def load_job(ref: str, *, search_path: Sequence[str | Path] = ()) -> JobFn:
-    """Import ``module:function``, looking in ``search_path`` first; check it takes two args."""
+    """Import ``module:function``, looking in ``search_path`` first; check it takes two args.
+
+    Raises:
+        SpecError: the module or function is missing, fails to import, or does not take
+            ``(params, trial)``.
+    """
     for folder in reversed([str(p) for p in search_path]):
         if folder not in sys.path:
             sys.path.insert(0, folder)
