@@ -84,7 +84,8 @@ class LocalCluster:
             "--object-store-memory",
             str(200 * 1024 * 1024),
         ]
-        base = 20000 + (free_port() % 200) * 200
+        # Below Linux's ephemeral range (32768+), where free_port() picks the other ports.
+        base = 10000 + (free_port() % 100) * 200
         args += ["--min-worker-port", str(base), "--max-worker-port", str(base + 199)]
         if resources:
             args += ["--resources", json.dumps(resources)]
