@@ -23,7 +23,6 @@ from orchestrator.provenance import collect
 from orchestrator.results import study_summary
 from orchestrator.spec import PreparedSweep, Spec, prepare_sweep
 from orchestrator.study import Owner, check_study, grid_size, open_storage
-from orchestrator.trial import Outcome, Ticket
 from orchestrator.workspace import Locations, resolve_locations
 
 __all__ = ["SweepInterrupted", "SweepResult", "sweep"]
@@ -71,16 +70,6 @@ class SweepResult:
             "errors": self.errors,
             "timings": self.timings,
         }
-
-
-class _Quiet:
-    def started(self, ticket: Ticket) -> None: ...
-
-    def finished(self, ticket: Ticket, outcome: Outcome) -> None: ...
-
-    def retrying(self, ticket: Ticket, reason: str) -> None: ...
-
-    def waiting(self, message: str) -> None: ...
 
 
 def sweep(
@@ -159,41 +148,44 @@ def sweep(
             target=min(spec.trials, grid_size(spec) or spec.trials),
             search_path=[str(project)],
             tracking_uri=where.tracking_uri,
-            listener=listener or _Quiet(),
+            listener=listener or Listener(),
             stop=stop,
         )
         status = "FAILED"
         timings: dict[str, Any] = {}
         started = time.perf_counter()
-        try:
-            with _stop_on_sigint(stop):
-                outcome = loop.run()
-            if outcome.interrupted:
-                ray.get(hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)"))
-            status = "KILLED" if outcome.interrupted else "FINISHED"
-            timings = {"loop_s": round(time.perf_counter() - started, 3)}
-            timings["driver"] = loop.stopwatch.summary()
-            timings["hub"] = ray.get(hub.stats.remote())
-        except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
-            reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
-            with contextlib.suppress(RayActorError):
-                ray.get(hub.interrupt.remote(loop.abort(), reason))
-            raise
-        finally:
+        # One Ctrl-C stops the loop and closes its trials; a second one, until the end, exits.
+        with _stop_on_sigint(stop):
             try:
-                errors = ray.get(hub.close.remote(status))
-                timings["tracker"] = ray.get(tracker.stats.remote())
-            except RayActorError as exc:
-                reason = f"the study hub was lost ({type(exc).__name__})"
-                close_abandoned(
-                    storage_url=where.storage,
-                    tracking_uri=where.tracking_uri,
-                    study_name=spec.name,
-                    owner=owner,
-                    status="FAILED",
-                    reason=reason,
-                )
-                errors = [f"{reason}; its running trials were re-queued and their runs closed"]
+                outcome = loop.run()
+                if outcome.interrupted:
+                    ray.get(
+                        hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)")
+                    )
+                status = "KILLED" if outcome.interrupted else "FINISHED"
+                timings = {"loop_s": round(time.perf_counter() - started, 3)}
+                timings["driver"] = loop.stopwatch.summary()
+                timings["hub"] = ray.get(hub.stats.remote())
+            except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
+                reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
+                with contextlib.suppress(RayActorError):
+                    ray.get(hub.interrupt.remote(loop.abort(), reason))
+                raise
+            finally:
+                try:
+                    errors = ray.get(hub.close.remote(status))
+                    timings["tracker"] = ray.get(tracker.stats.remote())
+                except RayActorError as exc:
+                    reason = f"the study hub was lost ({type(exc).__name__})"
+                    close_abandoned(
+                        storage_url=where.storage,
+                        tracking_uri=where.tracking_uri,
+                        study_name=spec.name,
+                        owner=owner,
+                        status="FAILED",
+                        reason=reason,
+                    )
+                    errors = [f"{reason}; its running trials were re-queued and their runs closed"]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
     result.timings = timings
     if report and status == "FINISHED":

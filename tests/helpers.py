@@ -6,12 +6,15 @@ they return None until it has, and let every other error through.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Run
-from optuna.storages import RDBStorage
+
+from orchestrator.names import StudyAttr
 
 
 def load(workspace: Path, name: str) -> optuna.Study:
@@ -32,20 +35,31 @@ def runs(workspace: Path, name: str) -> tuple[Run, list[Run]]:
 
 
 def study_so_far(workspace: Path, name: str) -> optuna.Study | None:
-    """Study ``name`` once the sweep has created it (None before), never creating anything."""
-    if not (workspace / "optuna.db").exists():
+    """Study ``name`` once the sweep has created it (None before).
+
+    Optuna's storage writes its version rows when opened, racing the sweep that creates the
+    file: look with plain sqlite first, and open it only once the study is in it.
+    """
+    file = workspace / "optuna.db"
+    if not file.exists():
         return None
-    storage = RDBStorage(f"sqlite:///{workspace}/optuna.db", skip_table_creation=True)
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:  # the storage exists, the study not yet
+    with contextlib.closing(sqlite3.connect(file, timeout=30)) as db:
+        try:
+            found = db.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+    if found is None:
         return None
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{file}")
 
 
 def runs_so_far(workspace: Path, name: str) -> tuple[Run | None, list[Run]] | None:
-    """The parent run (None before it exists) and the child runs of experiment ``name``;
-    None before the experiment exists."""
-    if not (workspace / "mlflow.db").exists():
+    """The parent run and the child runs of experiment ``name``; None before the sweep's
+    tracker has created its store (a reader racing it would run MLflow's migrations twice)."""
+    study = study_so_far(workspace, name)
+    if study is None or StudyAttr.PARENT_RUN_ID not in study.user_attrs:
         return None
     c = client(workspace)
     experiment = c.get_experiment_by_name(name)

@@ -8,13 +8,14 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from orchestrator.engine import Listener
 from orchestrator.spec import Spec
 from orchestrator.trial import Outcome, Ticket
 
 __all__ = ["SweepProgress"]
 
 
-class SweepProgress:
+class SweepProgress(Listener):
     """Draws a sweep's progress on stderr; use as a context manager around ``sweep()``."""
 
     def __init__(self, spec: Spec, *, console: Console | None = None) -> None:
@@ -66,6 +67,12 @@ class SweepProgress:
 
     def waiting(self, message: str) -> None:
         self._console.print(f"[yellow]{message}[/]")
+
+    def stopping(self, running: int) -> None:
+        self._console.print(
+            f"[yellow]stopping: closing {running} running trial(s) so --resume re-runs them; "
+            "Ctrl-C again quits at once[/]"
+        )
 
     def _refresh(self) -> None:
         states = " ".join(

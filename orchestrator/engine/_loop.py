@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import ray
 import ray.exceptions as rex
@@ -37,16 +37,23 @@ _CAPACITY_REFRESH_S = 5.0
 _PING_S = 5.0
 
 
-class Listener(Protocol):
-    """Told what the loop does, e.g. to draw progress."""
+class Listener:
+    """Told what the loop does, e.g. to draw progress; override what you need."""
 
-    def started(self, ticket: Ticket) -> None: ...
+    def started(self, ticket: Ticket) -> None:
+        """An attempt was launched."""
 
-    def finished(self, ticket: Ticket, outcome: Outcome) -> None: ...
+    def finished(self, ticket: Ticket, outcome: Outcome) -> None:
+        """A trial ended (not called for attempts that are retried)."""
 
-    def retrying(self, ticket: Ticket, reason: str) -> None: ...
+    def retrying(self, ticket: Ticket, reason: str) -> None:
+        """An attempt was lost (its worker or node died) and runs again."""
 
-    def waiting(self, message: str) -> None: ...
+    def waiting(self, message: str) -> None:
+        """The loop cannot go on yet, and says why."""
+
+    def stopping(self, running: int) -> None:
+        """Ctrl-C: the loop closes its ``running`` trials and stops."""
 
 
 @dataclass
@@ -105,6 +112,7 @@ class TrialLoop:
         finished = ray.get(self.hub.count_finished.remote())
         while finished < self.target or self._running:
             if self.stop.is_set():
+                self.listener.stopping(len(self._running))
                 return LoopResult(interrupted=True, unfinished=self.abort())
             wanted = min(self._slots(), self.target - finished - len(self._running))
             if wanted > 0:
