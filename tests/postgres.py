@@ -9,7 +9,8 @@ an ``alembic_version`` table, so they cannot share one.
 The password is generated per session and only travels inside URLs, the initdb password file
 (0600, removed after initdb) and psycopg's connection arguments (never a command line);
 ``repr`` masks it. Missing binaries fail the tests (they are not skipped): ``.ci/run`` installs
-Debian's ``postgresql``.
+Debian's ``postgresql``. A cluster whose test process was killed before its teardown is stopped
+and removed by the next ``PostgresServer``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ __all__ = ["PgDatabases", "PostgresServer", "find_bin_dir", "pg_db", "pg_server"
 
 USER = "orch"
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
+PREFIX = "orch-pg-"
+OWNER_FILE = "owner.pid"  # the test process a cluster belongs to (orphans are removed)
 
 
 def find_bin_dir() -> Path:
@@ -52,6 +55,34 @@ def find_bin_dir() -> Path:
     return found[-1]
 
 
+def _remove_orphans(bin_dir: Path, as_postgres: list[str]) -> None:
+    """Stop and remove clusters left by test processes that were killed before their teardown."""
+    for root in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "stop", "-m",
+                 "immediate", "-w"],
+                capture_output=True, stdin=subprocess.DEVNULL, timeout=60, check=False,
+            )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,10 +93,17 @@ class PostgresServer:
     """One PostgreSQL cluster in a temp folder: ``start``, ``stop``, ``close`` (removes it).
 
     ``fast`` turns off fsync and synchronous commit (tests need no durability against power
-    cuts; a crash of the server process itself still loses nothing committed to the OS).
+    cuts; a crash of the server process itself still loses nothing committed to the OS);
+    ``settings`` adds or overrides server settings (``-c name=value``).
     """
 
-    def __init__(self, *, fast: bool = True, max_connections: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        fast: bool = True,
+        max_connections: int = 200,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bin_dir = find_bin_dir()
         self.password = secrets.token_urlsafe(18)
         self.port = _free_port()
@@ -76,8 +114,11 @@ class PostgresServer:
         }
         if fast:
             self._options.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+        self._options.update(settings or {})
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.root = Path(tempfile.mkdtemp(prefix="orch-pg-"))
+        _remove_orphans(self.bin_dir, self._as)
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         if self._as:
