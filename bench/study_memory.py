@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import optuna
 import psutil
 
-from orchestrator.sqlite_tuning import tune_sqlite
+from orchestrator._sqlite import tune_sqlite
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

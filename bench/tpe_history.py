@@ -41,7 +41,7 @@ from optuna.distributions import (
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from orchestrator.sqlite_tuning import tune_sqlite
+from orchestrator._sqlite import tune_sqlite
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

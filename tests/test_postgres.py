@@ -21,10 +21,9 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from orchestrator import StudyError
+from orchestrator import StudyError, SweepResult, sweep
 from orchestrator.cli import main
 from orchestrator.study import open_storage
-from orchestrator.sweep import SweepResult, sweep
 from tests.postgres import USER, PgDatabases, PostgresServer
 
 SPEC = """
