@@ -1,4 +1,4 @@
-"""Per-evaluation diagnostics: spectral radius of df/dz at z*, peak memory, aggregates."""
+"""Per-evaluation diagnostics: spectral radius of df/dz at z*, weight norms, peak memory."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ import sys
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["finite_or", "peak_memory_mb", "reset_peak_memory", "spectral_radius"]
+from jobs.deq.norm import NormLinear
+
+__all__ = [
+    "finite_or",
+    "peak_memory_mb",
+    "reset_peak_memory",
+    "spectral_radius",
+    "weight_norm_max",
+]
 
 
 def spectral_radius(f: Callable[[Tensor], Tensor], z_star: Tensor, *, iters: int = 20) -> Tensor:
@@ -36,6 +44,18 @@ def spectral_radius(f: Callable[[Tensor], Tensor], z_star: Tensor, *, iters: int
         if k >= iters // 2:
             logs.append(torch.log(torch.linalg.vector_norm(v.reshape(batch, -1), dim=1)))
     return torch.exp(torch.stack(logs).mean(dim=0)).detach()
+
+
+@torch.no_grad()
+def weight_norm_max(model: nn.Module) -> float:
+    """The exact largest singular value over the effective weights of every :class:`NormLinear`
+    in ``model`` (0 if it has none): at most ``bound`` under spectral normalisation."""
+    norms = [
+        torch.linalg.matrix_norm(m.weight(), ord=2)
+        for m in model.modules()
+        if isinstance(m, NormLinear)
+    ]
+    return float(torch.stack(norms).max()) if norms else 0.0
 
 
 def reset_peak_memory(device: torch.device) -> None:
