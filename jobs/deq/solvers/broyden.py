@@ -13,10 +13,13 @@ Each step runs from the fixed-point step ``g`` towards the quasi-Newton step ``-
 the radius ``max(delta, |g|)`` allows (Powell's dogleg with the fixed-point step in place of the
 Cauchy step). The secant model predicts the residual ``(1 - t) |(S + Y)(S^T S)^{-1} S^T g|`` at
 the fraction ``t`` of the way; the radius halves when the actual decrease of ``|g|^2`` is below
-half the predicted one and doubles when it is above 0.9 of it at the boundary; a step that does
-not decrease ``|g|`` is rejected (its pair is kept, the next step starts from the old point).
-Both small systems are solved in float64; a sample whose system is singular takes the
-fixed-point step. Cost per step: one evaluation, O(m D) and two m x m solves.
+half the predicted one and doubles when it is above 0.9 of it at the boundary. A step that does
+not decrease ``|g|`` is rejected (its pair is kept) and followed by the fixed-point step from
+the old point, which is always accepted (``|g|`` may grow under plain iteration too when
+``df/dz`` is not normal): the solver cannot stall where plain iteration would move on.
+Both small systems are solved in float64 (non-finite coefficients of a singular system are
+zeroed; the trust region bounds whatever step results). Cost per step: one evaluation, O(m D)
+and two m x m solves.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch import Tensor
 
 from jobs.deq.solvers._base import Func, Monitor, SolverOptions, SolverStats
 
+PLAIN_AFTER = 2  # consecutive rejected steps after which the fixed-point step is taken
 SHRINK_BELOW = 0.5  # actual / predicted decrease under which the radius halves
 EXPAND_ABOVE = 0.9  # ... over which a step that hit the boundary doubles it
 
@@ -47,9 +51,13 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     g = fz - z
     gg = _sq(g)
     delta = gg.sqrt()
+    rejected = torch.zeros_like(gg, dtype=torch.long)  # consecutive rejected steps
     n = 0
     for k in range(opts.max_iter - 1):
-        step, t, inside, model_sq = _dogleg(g, gg, delta, steps[:, :n], sums[:, :n], grams, n)
+        radius_sq = torch.maximum(delta.square(), gg)
+        step, t, inside, model_sq = _dogleg(
+            g, gg, radius_sq, rejected >= PLAIN_AFTER, steps[:, :n], sums[:, :n], grams, n
+        )
         z_new = z + step
         fz = f(z_new)
         if monitor.check(z_new, fz):
@@ -68,7 +76,8 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
             0.5 * length,
             torch.where(expand, 2 * torch.maximum(delta, length), delta),
         )
-        accept = gg_new < gg
+        accept = (gg_new < gg) | (step == g).all(dim=1)  # the fixed-point step always goes
+        rejected = torch.where(accept, 0, rejected + 1)
         z = torch.where(accept[:, None], z_new, z)
         g = torch.where(accept[:, None], g_new, g)
         gg = torch.where(accept, gg_new, gg)
@@ -81,26 +90,32 @@ def _sq(x: Tensor) -> Tensor:
 
 
 def _dogleg(
-    g: Tensor, gg: Tensor, delta: Tensor, s: Tensor, p: Tensor, grams: Tensor, n: int
+    g: Tensor,
+    gg: Tensor,
+    radius_sq: Tensor,
+    plain: Tensor,
+    s: Tensor,
+    p: Tensor,
+    grams: Tensor,
+    n: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The step, its fraction ``t`` of the way to the quasi-Newton step, whether that step was
-    inside the radius, and the model's squared residual after the fixed-point step."""
+    """The step, its fraction ``t`` of the way to the quasi-Newton step (0 where ``plain``: the
+    fixed-point step), whether the quasi-Newton step was taken whole, and the model's squared
+    residual after the fixed-point step."""
     if n == 0:
         ones = torch.ones_like(gg)
         return g, ones, ones.bool(), torch.zeros_like(gg)
     rhs = torch.bmm(g.unsqueeze(1), s.transpose(1, 2)).transpose(1, 2).double()  # S^T g
     gram_sp, gram_ss = grams[0, :, :n, :n], grams[1, :, :n, :n]
     systems = torch.stack([gram_sp - gram_ss, gram_ss])  # S^T Y, S^T S
-    coef, info = torch.linalg.solve_ex(systems, rhs)
-    ok = (info == 0)[..., None, None] & torch.isfinite(coef).all(dim=-2, keepdim=True)
-    coef = torch.where(ok, coef, 0.0).to(g.dtype).squeeze(-1).transpose(0, 1)  # (B, 2, n)
+    coef = torch.linalg.solve_ex(systems, rhs)[0]  # inf/nan where a system is singular
+    coef = coef.nan_to_num(0.0, 0.0, 0.0).to(g.dtype).squeeze(-1).transpose(0, 1)  # (B, 2, n)
     d, model = torch.bmm(coef, p).unbind(1)  # P (S^T Y)^-1 S^T g,  P (S^T S)^-1 S^T g
     d = -d  # the quasi-Newton step is g + d
-    radius_sq = torch.maximum(delta.square(), gg)
     dd, gd = _sq(d), (g * d).sum(dim=1)
-    inside = gg + 2 * gd + dd <= radius_sq
+    inside = (gg + 2 * gd + dd <= radius_sq) & ~plain
     to_boundary = (-gd + (gd.square() + dd * (radius_sq - gg)).sqrt()) / dd
-    t = torch.where(inside, 1.0, to_boundary.clamp(0.0, 1.0))
+    t = torch.where(inside, 1.0, torch.where(plain, 0.0, to_boundary.clamp(0.0, 1.0)))
     return g + t[:, None] * d, t, inside, _sq(model)
 
 
