@@ -14,9 +14,10 @@ the radius ``max(delta, |g|)`` allows (Powell's dogleg with the fixed-point step
 Cauchy step). The secant model predicts the residual ``(1 - t) |(S + Y)(S^T S)^{-1} S^T g|`` at
 the fraction ``t`` of the way; the radius halves when the actual decrease of ``|g|^2`` is below
 half the predicted one and doubles when it is above 0.9 of it at the boundary. A step that does
-not decrease ``|g|`` is rejected (its pair is kept) and followed by the fixed-point step from
-the old point, which is always accepted (``|g|`` may grow under plain iteration too when
-``df/dz`` is not normal): the solver cannot stall where plain iteration would move on.
+not decrease ``|g|`` is rejected: its pair is kept and the next step starts from the old point.
+After two rejections in a row the fixed-point step is taken, and it is always accepted (``|g|``
+may grow under plain iteration too when ``df/dz`` is not normal): the solver cannot stall where
+plain iteration would move on.
 Both small systems are solved in float64 (non-finite coefficients of a singular system are
 zeroed; the trust region bounds whatever step results). Cost per step: one evaluation, O(m D)
 and two m x m solves.
