@@ -40,54 +40,48 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     monitor = Monitor(z0, opts, "broyden")
     batch, dim = z0.shape
     m = min(opts.memory, opts.max_iter)
-    # Rows s_i and p_i = s_i + y_i; only the first n rows are ever read, so the buffers stay
-    # uninitialised. grams[0] = S^T P, grams[1] = S^T S (entry [i, j] pairs row i with row j).
-    steps = z0.new_empty(batch, m, dim)
-    sums = z0.new_empty(batch, m, dim)
-    grams = torch.zeros(2, batch, m, m, dtype=torch.float64, device=z0.device)
+    # Rows 0..m-1 hold the steps s_i, rows m..2m-1 the sums p_i = s_i + y_i; rows not yet written
+    # are never read, so the buffer stays uninitialised. grams[:, i, j] = s_i . s_j for j < m and
+    # s_i . p_(j-m) for j >= m.
+    pairs = z0.new_empty(batch, 2 * m, dim)
+    grams = torch.zeros(batch, m, 2 * m, dtype=torch.float64, device=z0.device)
     z = z0
     fz = f(z)
     if monitor.check(z, fz):
         return monitor.finish()
     g = fz - z
-    gg = _sq(g)
+    gg = torch.linalg.vecdot(g, g)
     delta = gg.sqrt()
-    rejected = torch.zeros_like(gg, dtype=torch.long)  # consecutive rejected steps
+    rejected = torch.zeros_like(gg)  # consecutive rejected steps
     n = 0
     for k in range(opts.max_iter - 1):
         radius_sq = torch.maximum(delta.square(), gg)
         step, t, inside, model_sq = _dogleg(
-            g, gg, radius_sq, rejected >= PLAIN_AFTER, steps[:, :n], sums[:, :n], grams, n
+            g, gg, radius_sq, rejected >= PLAIN_AFTER, pairs, grams, n, m
         )
         z_new = z + step
         fz = f(z_new)
         if monitor.check(z_new, fz):
             break
         g_new = fz - z_new
-        gg_new = _sq(g_new)
-        slot = k % m
+        gg_new = torch.linalg.vecdot(g_new, g_new)
+        _remember(pairs, grams, k % m, step, step + g_new - g)
         n = min(n + 1, m)
-        _remember(steps, sums, grams, slot, n, step, step + g_new - g)
-        predicted = (gg - (1 - t) ** 2 * model_sq).clamp_min(torch.finfo(gg.dtype).tiny)
+        predicted = (gg - (1 - t).square() * model_sq).clamp_min(torch.finfo(gg.dtype).tiny)
         ratio = (gg - gg_new) / predicted
         length = torch.linalg.vector_norm(step, dim=1)
-        expand = (ratio > EXPAND_ABOVE) & ~inside
-        delta = torch.where(
-            ratio < SHRINK_BELOW,
-            0.5 * length,
-            torch.where(expand, 2 * torch.maximum(delta, length), delta),
+        grown = torch.where(
+            (ratio > EXPAND_ABOVE) & ~inside, 2 * torch.maximum(delta, length), delta
         )
-        accept = (gg_new < gg) | (step == g).all(dim=1)  # the fixed-point step always goes
-        rejected = torch.where(accept, 0, rejected + 1)
-        z = torch.where(accept[:, None], z_new, z)
-        g = torch.where(accept[:, None], g_new, g)
-        gg = torch.where(accept, gg_new, gg)
+        delta = torch.where(ratio < SHRINK_BELOW, 0.5 * length, grown)
+        accept = (gg_new < gg) | (t == 0)  # the fixed-point step (t = 0) always goes
+        rejected = (rejected + 1) * ~accept
+        if not bool(accept.all()):
+            z_new = torch.where(accept[:, None], z_new, z)
+            g_new = torch.where(accept[:, None], g_new, g)
+            gg_new = torch.where(accept, gg_new, gg)
+        z, g, gg = z_new, g_new, gg_new
     return monitor.finish()
-
-
-def _sq(x: Tensor) -> Tensor:
-    """Squared norm of each row."""
-    return torch.linalg.vector_norm(x, dim=1).square()
 
 
 def _dogleg(
@@ -95,41 +89,39 @@ def _dogleg(
     gg: Tensor,
     radius_sq: Tensor,
     plain: Tensor,
-    s: Tensor,
-    p: Tensor,
+    pairs: Tensor,
     grams: Tensor,
     n: int,
+    m: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The step, its fraction ``t`` of the way to the quasi-Newton step (0 where ``plain``: the
-    fixed-point step), whether the quasi-Newton step was taken whole, and the model's squared
-    residual after the fixed-point step."""
+    """The step ``g - t e`` (``g - e`` is the quasi-Newton step), ``t`` (0 where ``plain`` or
+    where there is no quasi-Newton correction: the fixed-point step), whether the quasi-Newton
+    step was taken whole, and the model's squared residual after the fixed-point step."""
     if n == 0:
-        ones = torch.ones_like(gg)
-        return g, ones, ones.bool(), torch.zeros_like(gg)
-    rhs = torch.bmm(g.unsqueeze(1), s.transpose(1, 2)).transpose(1, 2).double()  # S^T g
-    gram_sp, gram_ss = grams[0, :, :n, :n], grams[1, :, :n, :n]
+        return g, torch.zeros_like(gg), torch.zeros_like(plain), torch.zeros_like(gg)
+    rhs = torch.bmm(g.unsqueeze(1), pairs[:, :n].mT).mT.double()  # S^T g
+    gram_ss, gram_sp = grams[:, :n, :n], grams[:, :n, m : m + n]
     systems = torch.stack([gram_sp - gram_ss, gram_ss])  # S^T Y, S^T S
     coef = torch.linalg.solve_ex(systems, rhs)[0]  # inf/nan where a system is singular
     coef = coef.nan_to_num(0.0, 0.0, 0.0).to(g.dtype).squeeze(-1).transpose(0, 1)  # (B, 2, n)
-    d, model = torch.bmm(coef, p).unbind(1)  # P (S^T Y)^-1 S^T g,  P (S^T S)^-1 S^T g
-    d = -d  # the quasi-Newton step is g + d
-    dd, gd = _sq(d), (g * d).sum(dim=1)
-    inside = (gg + 2 * gd + dd <= radius_sq) & ~plain
-    to_boundary = (-gd + (gd.square() + dd * (radius_sq - gg)).sqrt()) / dd
+    e, model = torch.bmm(coef, pairs[:, m : m + n]).unbind(
+        1
+    )  # P (S^T Y)^-1 S^T g, P (S^T S)^-1 S^T g
+    ee, ge = torch.linalg.vecdot(e, e), torch.linalg.vecdot(g, e)
+    inside = (gg - 2 * ge + ee <= radius_sq) & ~plain
+    to_boundary = (ge + (ge.square() + ee * (radius_sq - gg)).sqrt()) / ee
     t = torch.where(inside, 1.0, torch.where(plain, 0.0, to_boundary.clamp(0.0, 1.0)))
-    return g + t[:, None] * d, t, inside, _sq(model)
+    t = t * (ee > 0)  # no correction: the fixed-point step
+    return torch.addcmul(g, t[:, None], e, value=-1), t, inside, torch.linalg.vecdot(model, model)
 
 
-def _remember(
-    steps: Tensor, sums: Tensor, grams: Tensor, slot: int, n: int, s: Tensor, p: Tensor
-) -> None:
-    """Store the pair (s, p = s + y) in ``slot`` and update the Gram matrices' row and column."""
-    steps[:, slot] = s
-    sums[:, slot] = p
-    new = torch.stack([s, p], dim=1)  # (B, 2, D)
-    with_s = torch.bmm(new, steps[:, :n].transpose(1, 2)).double()  # [s.s_i, p.s_i]
-    s_p = torch.bmm(s.unsqueeze(1), sums[:, :n].transpose(1, 2)).squeeze(1).double()  # s.p_i
-    grams[1, :, slot, :n] = with_s[:, 0]
-    grams[1, :, :n, slot] = with_s[:, 0]
-    grams[0, :, slot, :n] = s_p
-    grams[0, :, :n, slot] = with_s[:, 1]
+def _remember(pairs: Tensor, grams: Tensor, slot: int, s: Tensor, p: Tensor) -> None:
+    """Store the pair (s, p = s + y) in ``slot`` and update that row and those columns of the
+    Gram matrix (entries of rows not yet written are garbage and never read)."""
+    m = grams.shape[1]
+    pairs[:, slot] = s
+    pairs[:, m + slot] = p
+    products = torch.bmm(torch.stack([s, p], dim=1), pairs.mT).double()  # (B, 2, 2m)
+    grams[:, slot] = products[:, 0]
+    grams[:, :, slot] = products[:, 0, :m]
+    grams[:, :, m + slot] = products[:, 1, :m]
