@@ -104,9 +104,8 @@ def _dogleg(
     systems = torch.stack([gram_sp - gram_ss, gram_ss])  # S^T Y, S^T S
     coef = torch.linalg.solve_ex(systems, rhs)[0]  # inf/nan where a system is singular
     coef = coef.nan_to_num(0.0, 0.0, 0.0).to(g.dtype).squeeze(-1).transpose(0, 1)  # (B, 2, n)
-    e, model = torch.bmm(coef, pairs[:, m : m + n]).unbind(
-        1
-    )  # P (S^T Y)^-1 S^T g, P (S^T S)^-1 S^T g
+    # e = P (S^T Y)^-1 S^T g (the quasi-Newton step is g - e), model = P (S^T S)^-1 S^T g
+    e, model = torch.bmm(coef, pairs[:, m : m + n]).unbind(1)
     ee, ge = torch.linalg.vecdot(e, e), torch.linalg.vecdot(g, e)
     inside = (gg - 2 * ge + ee <= radius_sq) & ~plain
     to_boundary = (ge + (ge.square() + ee * (radius_sq - gg)).sqrt()) / ee
