@@ -50,6 +50,8 @@ class SweepResult:
     directions: list[str]
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    #: Problems of the spec the sweep revealed, e.g. a ``stop_when`` metric no trial reported.
+    warnings: list[str] = field(default_factory=list)
     #: Seconds and calls per activity of the driver loop, the study hub and the MLflow tracker.
     timings: dict[str, Any] = field(default_factory=dict)
 
@@ -68,6 +70,7 @@ class SweepResult:
             ],
             "interrupted": self.interrupted,
             "errors": self.errors,
+            "warnings": self.warnings,
             "timings": self.timings,
         }
 
@@ -153,6 +156,7 @@ def sweep(
         )
         status = "FAILED"
         timings: dict[str, Any] = {}
+        warnings: list[str] = []
         started = time.perf_counter()
         # One Ctrl-C stops the loop and closes its trials; a second one, until the end, exits.
         with _stop_on_sigint(stop):
@@ -166,6 +170,7 @@ def sweep(
                 timings = {"loop_s": round(time.perf_counter() - started, 3)}
                 timings["driver"] = loop.stopwatch.summary()
                 timings["hub"] = ray.get(hub.stats.remote())
+                warnings = ray.get(hub.rule_warnings.remote())
             except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
                 reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
                 with contextlib.suppress(RayActorError):
@@ -188,6 +193,7 @@ def sweep(
                     errors = [f"{reason}; its running trials were re-queued and their runs closed"]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
     result.timings = timings
+    result.warnings = warnings
     if report and status == "FINISHED":
         result.errors += _log_report(spec.name, where, result.parent_run_id)
     if result.interrupted:

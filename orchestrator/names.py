@@ -17,6 +17,8 @@ class TrialAttr:
     RUN_ID: Final = "mlflow_run_id"
     FAIL_REASON: Final = "fail_reason"
     DIVERGED: Final = "diverged"
+    #: The ``stop_when`` rule that ended the trial PRUNED: ``stop_when[i]: <rule in words>``.
+    STOP_RULE: Final = "orch.stop_rule"
     INTERRUPTED: Final = "orch.interrupted"
     RERUN_OF: Final = "orch.rerun_of"
     ATTEMPTS: Final = "orch.attempts"
@@ -48,6 +50,8 @@ class Tag:
     OWNER: Final = "orch.owner"
     FAIL_REASON: Final = "orch.fail_reason"
     DIVERGED: Final = "orch.diverged"
+    #: As the trial attribute ``orch.stop_rule``.
+    STOP_RULE: Final = "orch.stop_rule"
     #: Where the attempt ran: ``orch.node_id``, ``orch.node_ip``, ``orch.hostname``,
     #: ``orch.gpu_ids`` (``PLACEMENT_PREFIX`` + the key).
     PLACEMENT_PREFIX: Final = "orch."

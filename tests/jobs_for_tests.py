@@ -59,6 +59,18 @@ def crash_first_attempt(params: dict[str, Any], trial: Trial) -> dict[str, float
     return {"loss": float(params["x"]), "attempt": float(trial.attempt)}
 
 
+def curve(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Report the residuals listed in ``params['curve']`` ("1,4,8"), one per step, with
+    loss = residual + x; return the last loss and a cost that grows with the steps run."""
+    x = float(params.get("x", 0.0))
+    loss = x
+    residuals = [float(r) for r in str(params["curve"]).split(",")]
+    for step, residual in enumerate(residuals):
+        loss = residual + x
+        trial.report(step, loss=loss, residual=residual)
+    return {"loss": loss, "cost": float(len(residuals))}
+
+
 def two_objectives(params: dict[str, Any], trial: Trial) -> dict[str, float]:
     """A trade-off: error falls and cost rises with x."""
     x = float(params["x"])

@@ -41,6 +41,12 @@ BAD_SPECS = {
         "space: {x: {type: float, low: 0, high: 1}}\nparalel: 3\n",
         "bad.yaml:5: paralel: unknown field",
     ),
+    "stop_when": (
+        "name: a\njob: jobs.quadratic:run\nobjective: {metric: loss}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\n"
+        "stop_when:\n  - {metric: loss, below: 0.1, patience: 0}\n",
+        "bad.yaml:6: stop_when[0].patience: Input should be greater than or equal to 1",
+    ),
     "yaml": ("name: a\n  job: [\n", "bad.yaml:2:6: invalid YAML"),
     "missing module": (
         "name: a\njob: jobs.nope:run\nobjective: {metric: loss}\n"

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from jobs.deq.params import EvalConfig, TrainConfig, parse_params
+from jobs.deq.train import RETURNED
+from orchestrator.spec import load_spec
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 SPECS = ["anderson.yaml", "broyden.yaml", "hamburger.yaml", "solvers-eval.yaml"]
@@ -39,3 +41,11 @@ def test_every_value_of_every_param_is_accepted_by_the_job(name: str) -> None:
     objectives = spec["objective"] if isinstance(spec["objective"], list) else [spec["objective"]]
     if len(objectives) > 1:
         assert spec["pruner"]["type"] == "none"
+
+
+@pytest.mark.parametrize("name", ["anderson.yaml", "broyden.yaml", "hamburger.yaml"])
+def test_training_specs_stop_on_metrics_the_job_reports(name: str) -> None:
+    spec = load_spec(SPACES / name)
+    assert spec.stop_when, "the training specs end non-converging trials early"
+    for rule in spec.stop_when:
+        assert rule.metric in RETURNED, rule  # a misspelt metric would never stop anything

@@ -120,6 +120,37 @@ def test_single_objective_mapping_and_defaults(write_spec):
         (MINIMAL + "sampler: {type: grid}\n", "sampler 'grid' needs a step for float space.x"),
         (MINIMAL.replace("jobs.quadratic:run", "jobs.quadratic"), "job: String should match"),
         (MINIMAL + "resources: {gpus: 1.5}\n", "more than one GPU must be a whole number"),
+        (
+            MINIMAL + "stop_when:\n  - {metric: residual}\n",
+            "spec.yaml:7: stop_when[0]: needs exactly one of below or above",
+        ),
+        (
+            MINIMAL
+            + "stop_when:\n  - {metric: r, below: 1}\n  - {metric: r, below: 1, above: 2}\n",
+            "spec.yaml:8: stop_when[1]: needs exactly one of below or above, got both (1.0, 2.0)",
+        ),
+        (
+            MINIMAL + "stop_when:\n  - {metric: r, below: .nan}\n",
+            "stop_when[0]: below must be a finite number, got nan",
+        ),
+        (
+            MINIMAL + "stop_when:\n  - {metric: r, above: 1, patience: 0}\n",
+            "spec.yaml:7: stop_when[0].patience: Input should be greater than or equal to 1",
+        ),
+        (
+            MINIMAL + "stop_when:\n  - {metric: r, above: 1, after_step: -1}\n",
+            "stop_when[0].after_step: Input should be greater than or equal to 0 (got -1)",
+        ),
+        (
+            MINIMAL + "stop_when:\n  - {metric: r, above: high}\n",
+            "stop_when[0].above: Input should be a valid number",
+        ),
+        (
+            MINIMAL + "stop_when:\n  - {metric: r, blow: 1}\n",
+            "stop_when[0].blow: unknown field",
+        ),
+        (MINIMAL + "stop_when:\n  - {above: 1}\n", "stop_when[0].metric: Field required"),
+        (MINIMAL + "stop_when: {metric: r, above: 1}\n", "stop_when: Input should be a valid list"),
         ("name: [\n", "spec.yaml:2:1: invalid YAML"),
         ("", "a spec must be a YAML mapping of fields, got an empty file"),
         ("- a\n- b\n", "a spec must be a YAML mapping of fields, got list"),
@@ -173,6 +204,25 @@ def test_bad_overrides_say_so(write_spec, override, expected):
     assert expected in str(info.value)
 
 
+def test_stop_when_rules_load_with_their_defaults_and_take_overrides(write_spec):
+    text = MINIMAL + (
+        "stop_when:\n"
+        "  - {metric: converged_fraction, below: 0.5, after_step: 1, patience: 2}\n"
+        "  - {metric: spelled_by_the_job, above: 10}\n"
+    )
+    spec = load_spec(write_spec(text))
+    first, second = spec.stop_when
+    assert (first.metric, first.below, first.above) == ("converged_fraction", 0.5, None)
+    assert (first.after_step, first.patience) == (1, 2)
+    assert (second.above, second.after_step, second.patience) == (10, 0, 1)
+    assert load_spec(write_spec(MINIMAL)).stop_when == []
+    spec = load_spec(write_spec(text), overrides=["stop_when.0.below=0.8"])
+    assert spec.stop_when[0].below == 0.8
+    assert load_spec(write_spec(text), overrides=["stop_when=[]"]).stop_when == []
+    with pytest.raises(SpecError, match=r"stop_when\[1\].patience \(from --set\)"):
+        load_spec(write_spec(text), overrides=["stop_when.1.patience=0"])
+
+
 def test_objective_list_index_override(write_spec):
     spec = load_spec(
         write_spec(ISSUE_EXAMPLE),
@@ -200,8 +250,14 @@ def test_schema_is_json_schema_and_accepts_the_example(write_spec):
         "space",
         "fixed",
         "retries",
+        "stop_when",
     ):
         assert field in schema["properties"], field
     jsonschema.validate(yaml.safe_load(ISSUE_EXAMPLE), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**yaml.safe_load(ISSUE_EXAMPLE), "trails": 3}, schema)
+    rule = {"metric": "converged_fraction", "below": 0.5, "after_step": 1, "patience": 2}
+    jsonschema.validate({**yaml.safe_load(ISSUE_EXAMPLE), "stop_when": [rule]}, schema)
+    for bad in ({"metric": "r"}, {"metric": "r", "below": 1, "above": 2}, {**rule, "blow": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**yaml.safe_load(ISSUE_EXAMPLE), "stop_when": [bad]}, schema)

@@ -87,6 +87,8 @@ def _print_result(result: Any, *, json_: bool) -> None:
     print_best(result.best_trials)
     for problem in result.errors:
         err.print(f"tracking problem: {problem}", style="red", markup=False)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", style="yellow", markup=False)
     out.print(
         f"runs: mlflow ui --backend-store-uri {result.tracking_uri} "
         f"(parent run {result.parent_run_id})",

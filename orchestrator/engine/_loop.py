@@ -100,7 +100,7 @@ class TrialLoop:
             spec.job,
             search_path,
             [o.metric for o in spec.objectives],
-            spec.pruner.type != "none",
+            spec.stops_trials,
             tracking_uri,
         )
         self._capacity = 1

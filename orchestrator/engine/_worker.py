@@ -24,14 +24,15 @@ __all__ = ["HubSink", "OutputLog", "run_attempt"]
 class HubSink:
     """Sends a trial's reports and files to the study hub actor.
 
-    Reports wait for the hub's pruning answer only when the study has a pruner; otherwise they
-    are fire-and-forget and :meth:`close` waits for the last one (the actor keeps their order).
+    Reports wait for the hub's answer (stop or go on) only when the hub may stop a trial (the
+    spec has a pruner or ``stop_when`` rules); otherwise they are fire-and-forget and
+    :meth:`close` waits for the last one (the actor keeps their order).
     """
 
-    def __init__(self, hub: Any, ticket: Ticket, *, wait_for_pruner: bool) -> None:
+    def __init__(self, hub: Any, ticket: Ticket, *, wait_for_answer: bool) -> None:
         self._hub = hub
         self._ticket = ticket
-        self._wait = wait_for_pruner
+        self._wait = wait_for_answer
         self._last: Any = None
 
     def report(self, step: int, metrics: dict[str, float]) -> bool:
@@ -59,10 +60,13 @@ def run_attempt(
     job_ref: str,
     search_path: Sequence[str],
     objectives: Sequence[str],
-    wait_for_pruner: bool,
+    wait_for_answer: bool,
     tracking_uri: str,
 ) -> tuple[Outcome, dict[str, str]]:
-    """Run one attempt of a trial; return its outcome and where it ran. Never raises."""
+    """Run one attempt of a trial; return its outcome and where it ran. Never raises.
+
+    ``wait_for_answer``: whether each report waits for the hub to say if the trial stops.
+    """
     os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri)
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
     placement = {
@@ -71,7 +75,7 @@ def run_attempt(
         "hostname": socket.gethostname(),
         "gpu_ids": ",".join(gpu_ids),
     }
-    sink = HubSink(hub, ticket, wait_for_pruner=wait_for_pruner)
+    sink = HubSink(hub, ticket, wait_for_answer=wait_for_answer)
     sink.set_tags({Tag.PLACEMENT_PREFIX + key: value for key, value in placement.items()})
     trial = Trial(
         number=ticket.number,

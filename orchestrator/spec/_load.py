@@ -61,7 +61,8 @@ def _describe(
     """One line for the most specific validation error: file, YAML line, field path, message."""
     error = max(exc.errors(), key=lambda e: len(e["loc"]))
     loc = _user_loc(error["loc"], data)
-    field = ".".join(str(part) for part in loc) or "(spec)"
+    dotted = ".".join(str(part) for part in loc) or "(spec)"
+    field = _field_name(loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field (check its spelling; see `orch schema`)"
@@ -76,10 +77,18 @@ def _describe(
     line = _line_of(node, loc)
     where = f"{file}:{line}" if line else str(file)
     from_set = any(
-        field == key or field.startswith(key + ".") or key.startswith(field + ".")
+        dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + ".")
         for key in overridden
     )
     return f"{where}: {field}{' (from --set)' if from_set else ''}: {message}"
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    """A field path as written in docs: ``stop_when[1].patience``, ``space.x.low``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "(spec)"
 
 
 _UNION_TAGS = {"int", "float", "categorical", "Objective", "list[Objective]"}

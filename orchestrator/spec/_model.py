@@ -17,6 +17,7 @@ __all__ = [
     "Param",
     "Resources",
     "Spec",
+    "StopRule",
     "spec_schema",
 ]
 
@@ -240,6 +241,60 @@ PrunerSpec = Annotated[
     Field(discriminator="type"),
 ]
 
+# Stopping rules -------------------------------------------------------------------------------
+
+
+class StopRule(_Strict):
+    """End a trial PRUNED once a metric it reports stays below (or above) a threshold."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"oneOf": [{"required": ["below"]}, {"required": ["above"]}]},
+    )
+
+    metric: str = Field(
+        min_length=1, description="A metric the job reports with trial.report(step, ...)."
+    )
+    below: float | None = Field(None, description="The rule holds when the metric is < this.")
+    above: float | None = Field(None, description="The rule holds when the metric is > this.")
+    after_step: int = Field(0, ge=0, description="Only reports at steps >= this count.")
+    patience: int = Field(
+        1, ge=1, description="Consecutive reports of the metric the rule must hold for."
+    )
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> StopRule:
+        given = [name for name in ("below", "above") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "needs exactly one of below or above"
+                + (f", got both ({self.below}, {self.above})" if given else "")
+            )
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"{given[0]} must be a finite number, got {self.threshold}")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """The value the metric is compared with."""
+        return self.below if self.below is not None else self.above  # type: ignore[return-value]
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` is on the stopping side of the threshold (never for NaN)."""
+        return value < self.threshold if self.below is not None else value > self.threshold
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``residual above 0.01 for 2 consecutive reports from step 1``."""
+        side = "below" if self.below is not None else "above"
+        text = f"{self.metric} {side} {self.threshold:g}"
+        if self.patience > 1:
+            text += f" for {self.patience} consecutive reports"
+        if self.after_step:
+            text += f" from step {self.after_step}"
+        return text
+
+
 # The spec -------------------------------------------------------------------------------------
 
 
@@ -284,11 +339,21 @@ class Spec(_Strict):
     pip: list[str] = Field(
         default_factory=list, description="Extra pip packages for `orch submit` to install."
     )
+    stop_when: list[StopRule] = Field(
+        default_factory=list,
+        description="Rules on reported metrics that end a trial PRUNED as soon as one holds "
+        "(whatever the pruner, and in multi-objective studies too).",
+    )
 
     @property
     def objectives(self) -> list[Objective]:
         """The objectives as a list, whichever form the spec used."""
         return self.objective if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def stops_trials(self) -> bool:
+        """Whether the hub may stop a trial at a report (a pruner or ``stop_when`` rules)."""
+        return self.pruner.type != "none" or bool(self.stop_when)
 
     @field_validator("objective")
     @classmethod

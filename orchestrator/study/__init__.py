@@ -1,9 +1,10 @@
 """The Optuna side of a sweep: storage, samplers and pruners, the study, its driver, the hub.
 
 While a sweep runs, the :class:`StudyHub` actor is the only process that opens the storage: it
-asks the sampler, records reports, prunes and tells outcomes. May import :mod:`orchestrator.spec`,
-:mod:`orchestrator.trial` and the shared leaf modules (errors, names, workspace); never MLflow
-(the hub sends the tracker actor its writes through Ray).
+asks the sampler, records reports, stops trials (``stop_when`` rules, the pruner) and tells
+outcomes. May import :mod:`orchestrator.spec`, :mod:`orchestrator.trial` and the shared leaf
+modules (errors, names, workspace); never MLflow (the hub sends the tracker actor its writes
+through Ray).
 """
 
 from orchestrator.study._driver import GRACE_S, Owner, heartbeat, live_driver
@@ -17,6 +18,7 @@ from orchestrator.study._samplers import (
     grid_size,
     suggest,
 )
+from orchestrator.study._stopping import Stop, StopRules
 from orchestrator.study._storage import JOURNAL_PREFIX, open_storage, study_exists
 from orchestrator.study._study import (
     FINISHED_STATES,
@@ -37,6 +39,8 @@ __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "Owner",
+    "Stop",
+    "StopRules",
     "StudyHub",
     "build_pruner",
     "build_sampler",

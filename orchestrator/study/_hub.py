@@ -1,9 +1,9 @@
 """The study hub: the one owner of a sweep's study while it runs.
 
 It asks the sampler for trials, records every report (Optuna intermediate values, MLflow metrics),
-decides pruning, and tells outcomes. Trials on any node reach it through Ray, so the storage is
-only ever opened on the driver's machine; it sends the tracker actor the runs to write without
-waiting for them.
+decides whether a trial stops (the spec's ``stop_when`` rules, then its pruner), and tells
+outcomes. Trials on any node reach it through Ray, so the storage is only ever opened on the
+driver's machine; it sends the tracker actor the runs to write without waiting for them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from orchestrator.names import StudyAttr, Tag, TrialAttr
 from orchestrator.spec import Spec
 from orchestrator.study._driver import Owner, heartbeat
 from orchestrator.study._samplers import build_pruner, suggest
+from orchestrator.study._stopping import StopRules
 from orchestrator.study._storage import open_storage
 from orchestrator.study._study import count_states, finished_count, open_study, requeue
 from orchestrator.trial import Outcome, Ticket
@@ -57,6 +58,7 @@ class StudyHub:
         self.storage = open_storage(storage_url)
         self.study = open_study(spec, self.storage, resume=resume, storage_url=storage_url)
         self.pruner = build_pruner(spec)
+        self.stop_rules = StopRules(spec.stop_when)
         self.metric = spec.objectives[0].metric if len(spec.objectives) == 1 else None
         self._study_id = self.storage.get_study_id_from_name(spec.name)
         self._tracker = tracker  # the Tracker actor: writes are sent without waiting
@@ -95,6 +97,10 @@ class StudyHub:
         """Seconds and calls per hub activity so far."""
         return self.stopwatch.summary()
 
+    def rule_warnings(self) -> list[str]:
+        """``stop_when`` rules whose metric no trial of this sweep reported."""
+        return self.stop_rules.never_reported()
+
     def count_finished(self) -> int:
         """Finished trials in the study, interrupted ones not counted."""
         return finished_count(self.study.get_trials(deepcopy=False))
@@ -123,6 +129,7 @@ class StudyHub:
         self._tracker.end_trial.remote(
             ticket.key, state="FAIL", metrics={}, tags={Tag.FAIL_REASON: reason}
         )
+        self.stop_rules.pop(ticket.key)
         following = replace(ticket, attempt=ticket.attempt + 1)
         self._open_run(following)
         return following
@@ -131,13 +138,14 @@ class StudyHub:
     def report(
         self, key: str, trial_id: int, step: int, metrics: dict[str, float], ts: int
     ) -> bool:
-        """Record one report; return whether the pruner stops the trial."""
+        """Record one report; return whether a ``stop_when`` rule or the pruner stops the trial."""
         self._tracker.log_metrics.remote(key, step, metrics, ts)
         value = metrics.get(self.metric) if self.metric else None
-        if value is None:
-            return False
-        self.storage.set_trial_intermediate_value(trial_id, step, value)
-        if self.spec.pruner.type == "none" or math.isnan(value):
+        if value is not None:
+            self.storage.set_trial_intermediate_value(trial_id, step, value)
+        if self.stop_rules.check(key, step, metrics) is not None:
+            return True
+        if value is None or self.spec.pruner.type == "none" or math.isnan(value):
             return False
         return self.pruner.prune(self.study, self.storage.get_trial(trial_id))
 
@@ -154,6 +162,11 @@ class StudyHub:
     @timed
     def end_trial(self, ticket: Ticket, outcome: Outcome, placement: Mapping[str, str]) -> None:
         """Tell the study how the trial ended and close its run."""
+        stop = self.stop_rules.pop(ticket.key)
+        if stop is not None and outcome.state == "PRUNED" and not outcome.diverged:
+            outcome = replace(outcome, reason=stop.reason)
+        else:
+            stop = None
         attrs: dict[str, Any] = {
             TrialAttr.RUN_ID: self._run_id(ticket.key),
             TrialAttr.ATTEMPTS: ticket.attempt + 1,
@@ -166,6 +179,8 @@ class StudyHub:
             attrs[TrialAttr.FAIL_REASON] = outcome.reason
         if outcome.diverged:
             attrs[TrialAttr.DIVERGED] = True
+        if stop is not None:
+            attrs[TrialAttr.STOP_RULE] = stop.rule
         for name, value in attrs.items():
             self.storage.set_trial_user_attr(ticket.trial_id, name, value)
         state = TrialState[outcome.state]
@@ -175,6 +190,8 @@ class StudyHub:
         tags = {Tag.FAIL_REASON: outcome.reason} if outcome.reason else {}
         if outcome.diverged:
             tags[Tag.DIVERGED] = "true"
+        if stop is not None:
+            tags[Tag.STOP_RULE] = stop.rule
         finite = {k: v for k, v in outcome.metrics.items() if not math.isinf(v)}
         self._tracker.end_trial.remote(ticket.key, state=outcome.state, metrics=finite, tags=tags)
         self.ping()
@@ -191,6 +208,7 @@ class StudyHub:
                 status="KILLED",
             )
             self._run_refs.pop(ticket.key, None)
+            self.stop_rules.pop(ticket.key)
             requeue(self.study, self.storage, self.storage.get_trial(ticket.trial_id), reason)
 
     def close(self, status: str) -> list[str]:
