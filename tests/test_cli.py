@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -263,3 +264,26 @@ def test_submit_takes_and_forwards_every_sweep_option() -> None:
     forwarded = as_arguments(sweep_command, values)
     on_head = sweep.make_context("sweep", ["spec.yaml", *forwarded]).params
     assert {name: on_head[name] for name in values} == values
+
+
+#: Each kind of usage error: the words after the command, and the error line (Typer's wording
+#: varies by version: "No such option: --bogus" with its vendored click, "'--bogus'." before).
+USAGE_ERRORS = {
+    "unknown option": (["SPEC", "--bogus"], r"Error: No such option\W+--bogus"),
+    "missing argument": (["--trials", "3"], r"Error: Missing argument 'SPEC'\."),
+    "bad option value": (["SPEC", "--trials", "many"], r"Error: Invalid value for '--trials'"),
+}
+
+
+@pytest.mark.parametrize("command", ["sweep", "submit"])
+@pytest.mark.parametrize("kind", sorted(USAGE_ERRORS))
+def test_usage_errors_are_a_usage_line_and_exit_2(tmp_path, command, kind):
+    words, expected = USAGE_ERRORS[kind]
+    spec = str(REPO / "search_spaces/quadratic.yaml")
+    done = orch(command, *(spec if w == "SPEC" else w for w in words), cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith(f"Usage: orch {command} [OPTIONS]"), done.stderr
+    assert re.match(expected, lines[-1]), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
