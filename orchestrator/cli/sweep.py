@@ -11,7 +11,7 @@ import typer
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
-from orchestrator.cli._tables import print_best, print_json
+from orchestrator.cli._tables import print_best, print_json, print_links
 
 
 @app.command("sweep")
@@ -82,14 +82,16 @@ def _print_result(result: Any, *, json_: bool) -> None:
     if json_:
         print_json(result.to_dict())
         return
+    from orchestrator.cli.results import ui_command_for
+    from orchestrator.results import add_links
+    from orchestrator.workspace import resolve_locations
+
     counts = ", ".join(f"{k.lower()} {v}" for k, v in result.counts.items() if v)
     out.print(f"[bold]{result.study}[/]: {counts}")
-    print_best(result.best_trials)
-    for problem in result.errors:
+    summary = add_links(result.to_dict(), tracking_uri=result.tracking_uri)
+    print_best(summary["best_trials"])
+    default = resolve_locations().tracking_uri == result.tracking_uri
+    stores = opt.Stores(tracking_uri=None if default else result.tracking_uri)
+    print_links(summary, command=ui_command_for(result.study, stores))
+    for problem in [*result.errors, *summary["problems"]]:
         err.print(f"tracking problem: {problem}", style="red", markup=False)
-    out.print(
-        f"runs: mlflow ui --backend-store-uri {result.tracking_uri} "
-        f"(parent run {result.parent_run_id})",
-        soft_wrap=True,
-        markup=False,
-    )

@@ -8,14 +8,18 @@ credentials of an orch cluster's tracking server) and the shared leaf modules; n
 from orchestrator.tracking._artifacts import upload_artifact
 from orchestrator.tracking._runs import (
     RunLink,
+    compare_route,
     experiment_id,
+    experiment_route,
     find_trial_run,
     get_run,
     metric_histories,
     parent_spec,
     quiet_downloads,
     run_links,
+    run_route,
     running_trial_runs,
+    short_run_route,
 )
 from orchestrator.tracking._tracker import (
     RUN_STATUS,
@@ -30,8 +34,10 @@ __all__ = [
     "RunLink",
     "Tracker",
     "close_open_runs",
+    "compare_route",
     "ensure_experiment",
     "experiment_id",
+    "experiment_route",
     "find_trial_run",
     "get_run",
     "metric_histories",
@@ -39,6 +45,8 @@ __all__ = [
     "parent_spec",
     "quiet_downloads",
     "run_links",
+    "run_route",
     "running_trial_runs",
+    "short_run_route",
     "upload_artifact",
 ]
