@@ -8,7 +8,9 @@ from orchestrator.names import RunName
 
 def test_a_name_is_the_trial_number_and_its_sampled_params():
     params = {"solver": "anderson", "memory": 5, "tol": 3.2e-4, "lr": 0.0123, "x": -1.4589}
-    assert trial_run_name(7, 0, params) == "#7 solver=anderson memory=5 tol=3.2e-04 lr=0.0123 x=-1.46"
+    assert (
+        trial_run_name(7, 0, params) == "#7 solver=anderson memory=5 tol=3.2e-04 lr=0.0123 x=-1.46"
+    )
     assert trial_run_name(7, 2, {"x": 0.0, "big": 123456.0}) == "#7 retry 2 x=0 big=1.2e+05"
 
 

@@ -37,7 +37,7 @@ def export_command(
 
     where = stores.locations()
     loaded = read_study(where.storage, study)
-    trials, intermediate = export_study(loaded, path=output)
+    trials, intermediate = export_study(loaded, path=output, tracking_uri=where.tracking_uri)
     out.print(
         f"wrote {len(loaded.trials)} trials to {trials} and their intermediate values to "
         f"{intermediate}",
@@ -155,7 +155,9 @@ def report_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Folder for index.html and plots/ [default: ./<study>-report]."
+            "--output",
+            "-o",
+            help="Folder for index.html and plots/ [default: <workspace>/reports/<study>].",
         ),
     ] = None,
     log: Annotated[
@@ -170,7 +172,7 @@ def report_command(
 
     where = stores.locations()
     loaded = read_study(where.storage, study)
-    folder = output or Path(f"{study}-report")
+    folder = output or where.workspace / "reports" / study
     files = build_report(loaded, folder, tracking_uri=where.tracking_uri)
     out.print(f"wrote {len(files)} files; open {files[0]}", markup=False, highlight=False)
     if log:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from rich.text import Text
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import pack, pack_width, print_best, print_json, print_links, short
+from orchestrator.workspace import sqlite_path
 
 if TYPE_CHECKING:
     from orchestrator.results import StatusReader, StudyStatus
@@ -194,7 +196,7 @@ def _render(statuses: list[StudyStatus], storage: str) -> RenderableType:
     ]
     headers = ["study", "state", "done", "best", "ETA"]
     width = max(pack_width(headers, rows, counts), len("trials"))
-    table = Table(title=f"studies in {storage}")
+    table = Table(title=f"studies in {_shown_storage(storage)}")
     for header in headers[:3]:
         table.add_column(header, no_wrap=True)
     table.add_column("trials", overflow="fold", min_width=len("trials"))
@@ -223,6 +225,16 @@ def _render(statuses: list[StudyStatus], storage: str) -> RenderableType:
         parts.append(running)
     parts += [Text(p, style="yellow") for p in problems]
     return Group(*parts)
+
+
+def _shown_storage(storage: str) -> str:
+    """A sqlite storage as its file, relative to the current folder when inside it."""
+    database = sqlite_path(storage)
+    if database is None:
+        return storage
+    with contextlib.suppress(ValueError):
+        return str(database.relative_to(Path.cwd()))
+    return str(database)
 
 
 def _best_text(status: StudyStatus) -> str:

@@ -5,7 +5,12 @@ stage below it (spec, trial, study, tracking) and the shared leaf modules.
 """
 
 from orchestrator.results._compare import Compared, Comparison, compare_runs, plot_curves
-from orchestrator.results._export import export_study, intermediate_table, trials_table
+from orchestrator.results._export import (
+    export_study,
+    fixed_params,
+    intermediate_table,
+    trials_table,
+)
 from orchestrator.results._links import MlflowUi, experiment_urls, mlflow_ui
 from orchestrator.results._replay import CodeMismatch, ReplayResult, recover_params, replay
 from orchestrator.results._report import REPORT_ARTIFACT_PATH, build_report, log_report
@@ -49,6 +54,7 @@ __all__ = [
     "describe_trial",
     "experiment_urls",
     "export_study",
+    "fixed_params",
     "intermediate_table",
     "is_server",
     "load_study",

@@ -8,6 +8,7 @@ credentials of an orch cluster's tracking server) and the shared leaf modules; n
 from orchestrator.tracking._artifacts import upload_artifact
 from orchestrator.tracking._runs import (
     RunLink,
+    child_run_params,
     compare_route,
     experiment_id,
     experiment_route,
@@ -33,6 +34,7 @@ __all__ = [
     "RUN_STATUS",
     "RunLink",
     "Tracker",
+    "child_run_params",
     "close_open_runs",
     "compare_route",
     "ensure_experiment",

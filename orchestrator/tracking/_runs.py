@@ -23,6 +23,7 @@ from orchestrator.spec import Spec
 
 __all__ = [
     "RunLink",
+    "child_run_params",
     "compare_route",
     "experiment_id",
     "experiment_route",
@@ -36,6 +37,10 @@ __all__ = [
     "running_trial_runs",
     "short_run_route",
 ]
+
+
+#: Runs read per MLflow search request.
+SEARCH_PAGE = 1000
 
 
 # Routes of MLflow 3's web app: append them to the UI's address (``http://HOST:PORT/``).
@@ -185,6 +190,24 @@ def find_trial_run(client: MlflowClient, study: str, number: int) -> str | None:
     )
     latest = max(runs, key=lambda r: _attempt(r.data.tags), default=None)
     return str(latest.info.run_id) if latest is not None else None
+
+
+def child_run_params(client: MlflowClient, parent_run_id: str) -> dict[str, dict[str, str]]:
+    """The params of every child run of ``parent_run_id``, by run id (as MLflow stores them)."""
+    experiment = get_run(client, parent_run_id).info.experiment_id
+    found: dict[str, dict[str, str]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=f"tags.`{Tag.PARENT_RUN_ID}` = '{parent_run_id}'",
+            max_results=SEARCH_PAGE,
+            page_token=token,
+        )
+        found.update((run.info.run_id, dict(run.data.params)) for run in page)
+        token = page.token
+        if not token:
+            return found
 
 
 def metric_histories(client: MlflowClient, run: Run) -> dict[str, list[tuple[int, float]]]:

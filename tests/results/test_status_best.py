@@ -9,14 +9,17 @@ import subprocess
 import threading
 import time
 
+import optuna
 import ray
 from typer.testing import CliRunner
 
 from orchestrator import StudyError, sweep
 from orchestrator.cli import app
+from orchestrator.cli._tables import short
 from orchestrator.results import StatusReader
 from orchestrator.tracking import RunLink
 from tests.conftest import REPO
+from tests.helpers import on_pty
 from tests.results.conftest import ENV, ORCH, spec_of
 
 LIVE = """
@@ -149,3 +152,56 @@ def test_reading_an_empty_workspace_creates_nothing(tmp_path, orch):
     done = orch("status", "--workspace", str(tmp_path))
     assert done.returncode == 2 and "run a sweep first" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _many_params_study(workspace):
+    """A study with long param names: 3 complete, 1 waiting, 1 interrupted (no Ray needed)."""
+    study = optuna.create_study(study_name="wide", storage=f"sqlite:///{workspace}/optuna.db")
+    for i in range(3):
+        trial = study.ask()
+        for k in range(6):
+            trial.suggest_float(f"parameter_number_{k}", 0.0, 1.0)
+        trial.suggest_categorical("solver_name", ["anderson_acceleration", "broyden_method"])
+        study.tell(trial, 0.5 + i)
+    interrupted = study.ask()
+    interrupted.set_user_attr("orch.interrupted", True)
+    study.tell(interrupted, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({"parameter_number_0": 0.5})  # WAITING
+    return study
+
+
+def _table_lines(text):
+    return [line for line in text.splitlines() if line[:1] in set("┏┃┡│└")]
+
+
+def test_tables_fit_80_columns_on_a_terminal_and_piped_wrapping_between_params(tmp_path):
+    study = _many_params_study(tmp_path)
+    env = {**ENV, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    args = [*ORCH, "best", "wide", "--top", "3", "--workspace", str(tmp_path)]
+    code, shown = on_pty(args, env=env, cwd=tmp_path)
+    piped = subprocess.run(
+        args, capture_output=True, text=True, cwd=tmp_path, env={**env, "COLUMNS": ""}
+    )
+    for text in (shown, piped.stdout):
+        lines = _table_lines(text)
+        assert lines and all(len(line) <= 80 for line in lines), text
+        cells = " ".join(line.split("│")[3] for line in lines if line.startswith("│"))
+        for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+            for name, value in trial.params.items():  # whole on one line, never cut
+                assert f"{name}={short(value)}" in cells, text
+    assert code == 0 and piped.returncode == 0, piped.stderr
+
+    args = [*ORCH, "status", "--workspace", str(tmp_path)]
+    code, shown = on_pty(args, env=env, cwd=tmp_path)
+    piped = subprocess.run(
+        args, capture_output=True, text=True, cwd=tmp_path, env={**env, "COLUMNS": ""}
+    )
+    for text in (shown, piped.stdout):
+        lines = _table_lines(text)
+        assert lines and all(len(line) <= 80 for line in lines), text
+        headers = [cell.strip() for cell in lines[1].strip("┃").split("┃")]
+        assert headers == ["study", "state", "done", "trials", "best", "ETA"], text
+        row = lines[3]
+        assert "1 waiting" in text and "1 interrupted" in text and "3 complete" in text, text
+        assert row.startswith("│ wide ")
+    assert code == 0 and piped.returncode == 0, piped.stderr
