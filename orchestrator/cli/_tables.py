@@ -15,8 +15,18 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli._app import out
+from orchestrator.workspace import resolve_locations, sqlite_path
 
-__all__ = ["pack", "pack_width", "print_best", "print_json", "print_links", "short"]
+__all__ = [
+    "best_title",
+    "pack",
+    "pack_width",
+    "print_best",
+    "print_json",
+    "print_links",
+    "short",
+    "ui_command_for",
+]
 
 #: What a rich table adds per column (a space each side and a rule) and once (the last rule).
 _COLUMN_EDGE = 3
@@ -74,6 +84,27 @@ def print_best(trials: list[dict[str, Any]], *, title: str | None = None) -> Non
     for row, items in zip(rows, params, strict=True):
         table.add_row(*row, pack(items, width))
     out.print(table)
+
+
+def best_title(study: str, metrics: Sequence[str], directions: Sequence[str], count: int) -> str:
+    """``best of quadratic (loss, minimize)``, or ``Pareto front of …: N trials, …``."""
+    if len(metrics) == 1:
+        return f"best of {study} ({metrics[0]}, {directions[0]})"
+    goals = ", ".join(f"{m} ({d})" for m, d in zip(metrics, directions, strict=True))
+    return f"Pareto front of {study}: {count} trials, {goals}"
+
+
+def ui_command_for(study: str, tracking_uri: str) -> str:
+    """The ``orch ui`` command that serves the MLflow UI of ``study`` in ``tracking_uri``."""
+    words = ["orch", "ui", study]
+    database = sqlite_path(tracking_uri)
+    if tracking_uri == resolve_locations().tracking_uri:
+        pass
+    elif database and resolve_locations(workspace=database.parent).tracking_uri == tracking_uri:
+        words.append(f"--workspace={database.parent}")
+    else:
+        words.append(f"--tracking-uri={tracking_uri}")
+    return " ".join(words)
 
 
 def print_links(summary: dict[str, Any], *, command: str = "orch ui") -> None:

@@ -18,7 +18,16 @@ from rich.text import Text
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
-from orchestrator.cli._tables import pack, pack_width, print_best, print_json, print_links, short
+from orchestrator.cli._tables import (
+    best_title,
+    pack,
+    pack_width,
+    print_best,
+    print_json,
+    print_links,
+    short,
+    ui_command_for,
+)
 from orchestrator.workspace import sqlite_path
 
 if TYPE_CHECKING:
@@ -116,26 +125,13 @@ def best_command(
     if summary["pareto_front"]:
         first = summary["metrics"][0]
         trials = sorted(trials, key=lambda t: (t["values"].get(first, 0.0), t["number"]))
-        goals = ", ".join(
-            f"{m} ({d})" for m, d in zip(summary["metrics"], summary["directions"], strict=True)
-        )
-        title = f"Pareto front of {study}: {len(trials)} trials, {goals}"
-    else:
-        title = f"best of {study} ({summary['metrics'][0]}, {summary['directions'][0]})"
+    title = best_title(study, summary["metrics"], summary["directions"], len(trials))
     print_best(trials, title=title)
-    print_links({**summary, "best_trials": trials}, command=ui_command_for(study, stores))
+    print_links(
+        {**summary, "best_trials": trials}, command=ui_command_for(study, where.tracking_uri)
+    )
     for problem in summary["problems"]:
         err.print(problem, style="yellow", markup=False, highlight=False)
-
-
-def ui_command_for(study: str, stores: opt.Stores) -> str:
-    """The ``orch ui`` command that serves the MLflow UI of ``study`` in these stores."""
-    words = ["orch", "ui", study]
-    if stores.tracking_uri:
-        words.append(f"--tracking-uri={stores.tracking_uri}")
-    elif stores.workspace:
-        words.append(f"--workspace={stores.workspace}")
-    return " ".join(words)
 
 
 def _on_head(address: str, token_file: Path | None, args: list[str]) -> None:

@@ -11,7 +11,13 @@ import typer
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
-from orchestrator.cli._tables import print_best, print_json, print_links
+from orchestrator.cli._tables import (
+    best_title,
+    print_best,
+    print_json,
+    print_links,
+    ui_command_for,
+)
 
 
 @app.command("sweep")
@@ -82,16 +88,15 @@ def _print_result(result: Any, *, json_: bool) -> None:
     if json_:
         print_json(result.to_dict())
         return
-    from orchestrator.cli.results import ui_command_for
     from orchestrator.results import add_links
-    from orchestrator.workspace import resolve_locations
 
     counts = ", ".join(f"{k.lower()} {v}" for k, v in result.counts.items() if v)
-    out.print(f"[bold]{result.study}[/]: {counts}")
+    out.print(f"[bold]{result.study}[/]: {counts}", highlight=False)
     summary = add_links(result.to_dict(), tracking_uri=result.tracking_uri)
-    print_best(summary["best_trials"])
-    default = resolve_locations().tracking_uri == result.tracking_uri
-    stores = opt.Stores(tracking_uri=None if default else result.tracking_uri)
-    print_links(summary, command=ui_command_for(result.study, stores))
+    trials = summary["best_trials"]
+    print_best(
+        trials, title=best_title(result.study, result.metrics, result.directions, len(trials))
+    )
+    print_links(summary, command=ui_command_for(result.study, result.tracking_uri))
     for problem in [*result.errors, *summary["problems"]]:
         err.print(f"tracking problem: {problem}", style="red", markup=False)

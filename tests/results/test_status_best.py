@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import optuna
 import ray
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from orchestrator import StudyError, sweep
 from orchestrator.cli import app
 from orchestrator.cli._tables import short
-from orchestrator.results import StatusReader
+from orchestrator.results import StatusReader, mlflow_ui
 from orchestrator.tracking import RunLink
 from tests.conftest import REPO
 from tests.helpers import on_pty
@@ -104,6 +105,15 @@ def test_status_and_best_print_json_for_scripts(finished, front):
     assert link["run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
     assert link["tracking_uri"] == finished.tracking_uri and link["url"] is None
     assert link["path"] == f"#/experiments/{link['experiment_id']}/runs/{link['run_id']}"
+    # Links to `orch ui`'s default address (a local store has no server of its own).
+    assert data["ui_url"] == "http://127.0.0.1:5000" and data["ui_served_by"] == "orch ui"
+    assert link["ui_url"] == f"http://127.0.0.1:5000/#/runs/{link['run_id']}"
+    assert_compare_url(
+        data["compare_url"],
+        base="http://127.0.0.1:5000",
+        runs=[t["mlflow_run"]["run_id"] for t in data["best_trials"]],
+        experiments=[link["experiment_id"]],
+    )
 
     pareto = runner.invoke(app, ["best", "front", "--workspace", str(front.workspace)])
     assert pareto.exit_code == 0, pareto.output
@@ -112,10 +122,28 @@ def test_status_and_best_print_json_for_scripts(finished, front):
         assert trial.user_attrs["mlflow_run_id"] in pareto.output
 
 
+def assert_compare_url(url: str, *, base: str, runs: list[str], experiments: list[str]) -> None:
+    """MLflow 3's compare-runs route: ``#/compare-runs?runs=[...]&experiments=[...]`` (JSON)."""
+    page, _, query = url.partition("?")
+    assert page == f"{base}/#/compare-runs"
+    fields = urllib.parse.parse_qs(query)
+    assert json.loads(fields["runs"][0]) == runs and len(runs) > 1
+    assert json.loads(fields["experiments"][0]) == experiments
+    assert not set('"[] ') & set(url)  # percent-encoded: terminals see one link
+
+
 def test_run_links_are_clickable_for_tracking_servers():
     link = RunLink("http://mlflow.lab:5000/", "3", "abc123")
     assert link.url == "http://mlflow.lab:5000/#/experiments/3/runs/abc123"
     assert RunLink("sqlite:///x.db", "3", "abc123").url is None
+    server = mlflow_ui("http://mlflow.lab:5000/")
+    assert (server.url, server.served_by) == ("http://mlflow.lab:5000", "tracking server")
+    assert server.run("abc123") == "http://mlflow.lab:5000/#/runs/abc123"
+    given = mlflow_ui("sqlite:///x.db", "http://127.0.0.1:5001/")
+    assert (given.url, given.served_by) == ("http://127.0.0.1:5001", "given")
+    assert_compare_url(
+        given.compare(["3"], ["a", "b"]), base=given.url, runs=["a", "b"], experiments=["3"]
+    )
 
 
 def test_status_watch_redraws_until_ctrl_c(finished):

@@ -137,6 +137,13 @@ def test_ui_optuna_serves_the_study_storage(finished):
     assert server.process.poll() is not None  # stopped with its process group
 
 
+def test_ui_of_an_unknown_study_is_a_one_line_error_before_anything_starts(finished, orch):
+    done = orch("ui", "nope", "--port", "0", "--workspace", str(finished.workspace))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ui: no study 'nope' in sqlite:///")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_ui_refuses_a_busy_port_in_one_line(finished, orch):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
