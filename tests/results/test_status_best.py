@@ -14,13 +14,13 @@ import optuna
 import ray
 from typer.testing import CliRunner
 
-from orchestrator import StudyError, sweep
+from orchestrator import sweep
 from orchestrator.cli import app
 from orchestrator.cli._tables import short
 from orchestrator.results import StatusReader, mlflow_ui
 from orchestrator.tracking import RunLink
 from tests.conftest import REPO
-from tests.helpers import on_pty
+from tests.helpers import on_pty, study_so_far
 from tests.results.conftest import ENV, ORCH, spec_of
 
 LIVE = """
@@ -55,10 +55,9 @@ def test_status_of_a_running_sweep_shows_where_its_trials_run(ray_local, tmp_pat
     deadline = time.monotonic() + 120
     while seen is None and time.monotonic() < deadline and thread.is_alive():
         time.sleep(0.3)
-        try:
-            (status,) = reader.read("live")
-        except StudyError:  # the sweep has not created its storage or study yet
+        if study_so_far(tmp_path, "live") is None:  # opening it now would race its creation
             continue
+        (status,) = reader.read("live")
         if status.finished >= 1 and status.running and all(t.node for t in status.running):
             seen = status
             table = CliRunner().invoke(app, ["status", "live", "--workspace", str(tmp_path)])
