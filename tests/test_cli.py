@@ -164,6 +164,9 @@ def test_ctrl_c_closes_trials_and_runs_then_resume_finishes(tmp_path):
     parent, children = runs(tmp_path / "ws", "sleepy")
     assert parent.info.status == "KILLED"
     assert len(children) == 2 and all(r.info.status == "KILLED" for r in children)
+    for run in children:  # the runs list tells them apart: `#1 [interrupted] x=0.72`
+        number = run.data.tags["optuna.trial_number"]
+        assert run.info.run_name.startswith(f"#{number} [interrupted] x="), run.info.run_name
     interrupted = {t.number: t.params for t in study.get_trials(states=(TrialState.FAIL,))}
 
     done = orch(
@@ -208,8 +211,10 @@ def test_second_ctrl_c_exits_at_once_and_resume_recovers(tmp_path):
     # Out at once: the driver's graceful end (parent run closed, a resume hint) never ran.
     assert "--resume" not in stderr
     study = load(tmp_path / "ws", "sleepy")  # storage still loads
-    parent, _ = runs(tmp_path / "ws", "sleepy")
+    parent, left_open = runs(tmp_path / "ws", "sleepy")
     assert parent.info.status == "RUNNING"
+    open_ids = {r.info.run_id for r in left_open if r.info.status == "RUNNING"}
+    assert open_ids  # the trials' runs too: nothing closed them
     done = orch(
         "sweep",
         str(tmp_path / "sleepy.yaml"),
@@ -226,6 +231,9 @@ def test_second_ctrl_c_exits_at_once_and_resume_recovers(tmp_path):
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     _, children = runs(tmp_path / "ws", "sleepy")
     assert all(r.info.status != "RUNNING" for r in children)
+    for run in children:  # the runs the resume closed are marked like a first Ctrl-C's
+        if run.info.run_id in open_ids:
+            assert run.info.run_name.split()[1] == "[interrupted]", run.info.run_name
 
 
 #: A value other than the default, for each type an `orch sweep` option may have.
