@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["JobMeta", "StudyAttr", "Tag", "TrialAttr"]
+__all__ = ["JobMeta", "RunName", "StudyAttr", "Tag", "TrialAttr"]
 
 
 class TrialAttr:
@@ -40,6 +40,8 @@ class Tag:
 
     # MLflow's own.
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
+    #: The run's name (what MLflow's runs list shows; see :class:`RunName`).
+    RUN_NAME: Final = "mlflow.runName"
     NOTE: Final = "mlflow.note.content"
     SOURCE_GIT_COMMIT: Final = "mlflow.source.git.commit"
     # A trial's run.
@@ -77,6 +79,23 @@ class Tag:
     # A replay's run.
     REPLAY_OF: Final = "orch.replay_of"
     REPLAY_OF_PARENT: Final = "orch.replay_of_parent"
+
+
+class RunName:
+    """How a trial attempt's MLflow run is named: ``#7 solver=anderson memory=5 tol=3.2e-04``.
+
+    ``#<trial number>``, ``retry <attempt>`` for a retried attempt, then the trial's sampled
+    params in the space's order, cut after ``MAX_CHARS`` with ``…``. An attempt that ends other
+    than COMPLETE gets its mark after the number when its run is closed
+    (``#7 [pruned] solver=…``), so the runs list tells it apart without opening it.
+    """
+
+    MAX_CHARS: Final = 64
+    RETRY: Final = "retry"
+    PRUNED: Final = "[pruned]"
+    DIVERGED: Final = "[diverged]"
+    FAILED: Final = "[failed]"
+    INTERRUPTED: Final = "[interrupted]"
 
 
 class JobMeta:

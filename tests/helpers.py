@@ -7,7 +7,17 @@ they return None until it has, and let every other error through.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
 import sqlite3
+import struct
+import subprocess
+import termios
+import time
 from pathlib import Path
 
 import optuna
@@ -70,3 +80,49 @@ def runs_so_far(workspace: Path, name: str) -> tuple[Run | None, list[Run]] | No
     children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) <= 1, [r.info.run_name for r in parents]
     return (parents[0] if parents else None), children
+
+
+#: Terminal control sequences: colours, cursor moves, hyperlinks (OSC 8) and titles.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+def on_pty(
+    command: list[str], *, columns: int = 80, env: dict[str, str], cwd: Path, timeout: float = 300
+) -> tuple[int, str]:
+    """Run ``command`` in a pseudo-terminal ``columns`` wide; its exit code and what it showed.
+
+    Colours, links and cursor moves are removed, so the text is what a person reads.
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        command,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env={**env, "TERM": "xterm-256color"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.5)[0]:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = proc.wait(timeout=30)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = b"".join(chunks).decode(errors="replace")
+    return code, _ANSI.sub("", text).replace("\r\n", "\n")

@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -169,6 +170,9 @@ def test_ctrl_c_closes_trials_and_runs_then_resume_finishes(tmp_path):
     parent, children = runs(tmp_path / "ws", "sleepy")
     assert parent.info.status == "KILLED"
     assert len(children) == 2 and all(r.info.status == "KILLED" for r in children)
+    for run in children:  # the runs list tells them apart: `#1 [interrupted] x=0.72`
+        number = run.data.tags["optuna.trial_number"]
+        assert run.info.run_name.startswith(f"#{number} [interrupted] x="), run.info.run_name
     interrupted = {t.number: t.params for t in study.get_trials(states=(TrialState.FAIL,))}
 
     done = orch(
@@ -213,8 +217,10 @@ def test_second_ctrl_c_exits_at_once_and_resume_recovers(tmp_path):
     # Out at once: the driver's graceful end (parent run closed, a resume hint) never ran.
     assert "--resume" not in stderr
     study = load(tmp_path / "ws", "sleepy")  # storage still loads
-    parent, _ = runs(tmp_path / "ws", "sleepy")
+    parent, left_open = runs(tmp_path / "ws", "sleepy")
     assert parent.info.status == "RUNNING"
+    open_ids = {r.info.run_id for r in left_open if r.info.status == "RUNNING"}
+    assert open_ids  # the trials' runs too: nothing closed them
     done = orch(
         "sweep",
         str(tmp_path / "sleepy.yaml"),
@@ -231,6 +237,9 @@ def test_second_ctrl_c_exits_at_once_and_resume_recovers(tmp_path):
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     _, children = runs(tmp_path / "ws", "sleepy")
     assert all(r.info.status != "RUNNING" for r in children)
+    for run in children:  # the runs the resume closed are marked like a first Ctrl-C's
+        if run.info.run_id in open_ids:
+            assert run.info.run_name.split()[1] == "[interrupted]", run.info.run_name
 
 
 #: A value other than the default, for each type an `orch sweep` option may have.
@@ -269,3 +278,26 @@ def test_submit_takes_and_forwards_every_sweep_option() -> None:
     forwarded = as_arguments(sweep_command, values)
     on_head = sweep.make_context("sweep", ["spec.yaml", *forwarded]).params
     assert {name: on_head[name] for name in values} == values
+
+
+#: Each kind of usage error: the words after the command, and the error line (Typer's wording
+#: varies by version: "No such option: --bogus" with its vendored click, "'--bogus'." before).
+USAGE_ERRORS = {
+    "unknown option": (["SPEC", "--bogus"], r"Error: No such option\W+--bogus"),
+    "missing argument": (["--trials", "3"], r"Error: Missing argument 'SPEC'\."),
+    "bad option value": (["SPEC", "--trials", "many"], r"Error: Invalid value for '--trials'"),
+}
+
+
+@pytest.mark.parametrize("command", ["sweep", "submit"])
+@pytest.mark.parametrize("kind", sorted(USAGE_ERRORS))
+def test_usage_errors_are_a_usage_line_and_exit_2(tmp_path, command, kind):
+    words, expected = USAGE_ERRORS[kind]
+    spec = str(REPO / "search_spaces/quadratic.yaml")
+    done = orch(command, *(spec if w == "SPEC" else w for w in words), cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith(f"Usage: orch {command} [OPTIONS]"), done.stderr
+    assert re.match(expected, lines[-1]), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written

@@ -14,6 +14,19 @@ from tests.helpers import client, load, runs
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 
+def assert_run_name(name: str, number: int, params: dict, mark: str = "") -> None:
+    """``#7 [mark] x=1.46 shape=ridge``: the number, the mark, each param close to its value."""
+    head = f"#{number} " + (f"{mark} " if mark else "")
+    assert name.startswith(head), name
+    shown = dict(item.split("=", 1) for item in name.removeprefix(head).split(" "))
+    assert list(shown) == list(params), name
+    for key, value in params.items():
+        if isinstance(value, float):
+            assert float(shown[key]) == pytest.approx(value, rel=5e-3, abs=5e-4), name
+        else:
+            assert shown[key] == str(value), name
+
+
 def test_quadratic_sweep_tracks_every_trial(tmp_path):
     result = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=6)
     study = load(tmp_path, "quadratic")
@@ -41,6 +54,8 @@ def test_quadratic_sweep_tracks_every_trial(tmp_path):
         assert run.data.params["epochs"] == "5"  # fixed params are logged too
         assert float(run.data.params["x"]) == pytest.approx(trial.params["x"])
         assert run.data.tags["orch.node_id"] and run.data.tags["orch.node_ip"]
+        pruned = trial.state == TrialState.PRUNED
+        assert_run_name(run.info.run_name, trial.number, trial.params, "[pruned]" * pruned)
         history = client(tmp_path).get_metric_history(run.info.run_id, "loss")
         reported = {s for s, _ in trial.intermediate_values.items()}
         assert {m.step for m in history} >= reported
@@ -85,6 +100,10 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, write_spec)
         run = by_run[by_mode[mode].user_attrs["mlflow_run_id"]]
         assert run.info.status == "FAILED"
         assert run.data.tags["orch.fail_reason"] == reason
+    for mode, trial in by_mode.items():  # the runs list tells failed and diverged trials apart
+        mark = {"ok": "", "artifact": "", "diverge": "[diverged]"}.get(mode, "[failed]")
+        name = by_run[trial.user_attrs["mlflow_run_id"]].info.run_name
+        assert name == " ".join(filter(None, [f"#{trial.number}", mark, f"mode={mode}"]))
     raised = by_mode["raise"].user_attrs["mlflow_run_id"]
     artifacts = [a.path for a in client(tmp_path).list_artifacts(raised)]
     assert "traceback.txt" in artifacts
@@ -123,6 +142,10 @@ def test_pruner_stops_bad_trials_across_processes(tmp_path, write_spec):
     _, children = runs(tmp_path, "pruning")
     pruned = [r for r in children if r.data.tags["optuna.state"] == "PRUNED"]
     assert pruned and all(r.info.status == "FINISHED" for r in pruned)
+    for run in children:  # FINISHED either way: the name says which were pruned
+        mark = "[pruned] " if run.data.tags["optuna.state"] == "PRUNED" else ""
+        x = float(run.data.params["x"])
+        assert run.info.run_name == f"#{run.data.tags['optuna.trial_number']} {mark}x={x:g}"
 
 
 def test_concurrent_trials_lose_no_metric(tmp_path, write_spec):
@@ -240,6 +263,8 @@ def test_worker_killed_mid_trial_is_retried_with_the_same_params(tmp_path, write
         assert "WorkerCrashedError" in lost.data.tags["orch.fail_reason"]
         assert good.info.status == "FINISHED" and good.data.metrics["attempt"] == 1.0
         assert lost.data.params == good.data.params
+        assert_run_name(lost.info.run_name, trial.number, trial.params, "[failed]")
+        assert_run_name(good.info.run_name, trial.number, trial.params, "retry 1")
         assert math.isclose(float(good.data.params["x"]), trial.params["x"])
 
 

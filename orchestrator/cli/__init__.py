@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from orchestrator.cli import cluster, reports, results, sweep  # noqa: F401  (registers their commands)
@@ -16,6 +15,13 @@ from orchestrator.cli._app import app
 from orchestrator.errors import ClusterError, OrchError
 
 __all__ = ["app", "main"]
+
+#: The ``ClickException`` of the click Typer runs on: ``typer._click``'s since Typer 0.29 (which
+#: vendors click), ``click``'s before. Usage errors (unknown option, missing argument, bad value)
+#: are its subclasses; found through Typer's own ``BadParameter`` so any version works.
+USAGE_ERROR_BASE: type[Exception] = next(
+    kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "ClickException"
+)
 
 
 def main() -> None:
@@ -32,7 +38,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except USAGE_ERROR_BASE as exc:  # `Usage: …` and `Error: …` on stderr, exit 2 for usage
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     sys.exit(code if isinstance(code, int) else 0)

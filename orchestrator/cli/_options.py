@@ -29,11 +29,17 @@ __all__ = [
     "with_stores",
 ]
 
-Spec = Annotated[Path, typer.Argument(help="The sweep spec (YAML).", show_default=False)]
-Study = Annotated[str, typer.Argument(help="The study name.", show_default=False)]
+Spec = Annotated[
+    Path, typer.Argument(help="The sweep spec (YAML).", show_default=False, metavar="SPEC")
+]
+Study = Annotated[str, typer.Argument(help="The study name.", show_default=False, metavar="STUDY")]
 Set = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a spec field: --set fixed.epochs=1 (repeatable)."),
+    typer.Option(
+        "--set",
+        help="Override a spec field: --set fixed.epochs=1 (repeatable).",
+        metavar="KEY=VALUE",
+    ),
 ]
 Storage = Annotated[
     str | None,

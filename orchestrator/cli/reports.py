@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
@@ -36,7 +37,7 @@ def export_command(
 
     where = stores.locations()
     loaded = read_study(where.storage, study)
-    trials, intermediate = export_study(loaded, path=output)
+    trials, intermediate = export_study(loaded, path=output, tracking_uri=where.tracking_uri)
     out.print(
         f"wrote {len(loaded.trials)} trials to {trials} and their intermediate values to "
         f"{intermediate}",
@@ -154,7 +155,9 @@ def report_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Folder for index.html and plots/ [default: ./<study>-report]."
+            "--output",
+            "-o",
+            help="Folder for index.html and plots/ [default: <workspace>/reports/<study>].",
         ),
     ] = None,
     log: Annotated[
@@ -169,7 +172,7 @@ def report_command(
 
     where = stores.locations()
     loaded = read_study(where.storage, study)
-    folder = output or Path(f"{study}-report")
+    folder = output or where.workspace / "reports" / study
     files = build_report(loaded, folder, tracking_uri=where.tracking_uri)
     out.print(f"wrote {len(files)} files; open {files[0]}", markup=False, highlight=False)
     if log:
@@ -186,6 +189,12 @@ def report_command(
 @app.command("ui")
 @opt.with_stores
 def ui_command(
+    study: Annotated[
+        str | None,
+        typer.Argument(
+            help="Print this study's runs page (default: every study's).", metavar="STUDY"
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 5000,
     host: Annotated[
         str, typer.Option(help="Interface to bind; 0.0.0.0 exposes it to the network.")
@@ -197,9 +206,8 @@ def ui_command(
     *,
     stores: opt.Stores,
 ) -> None:
-    """Serve the sweeps' MLflow UI (or optuna-dashboard) until Ctrl-C; print its address."""
+    """Serve the sweeps' MLflow UI (or optuna-dashboard) until Ctrl-C; print the studies' pages."""
     from orchestrator.results import (
-        experiment_urls,
         is_server,
         start_mlflow_ui,
         start_optuna_dashboard,
@@ -211,21 +219,23 @@ def ui_command(
         store = where.storage
     elif is_server(where.tracking_uri):
         out.print(f"MLflow UI: {where.tracking_uri} (the tracking store is a server already)")
+        _print_study_pages(where.tracking_uri.rstrip("/"), where.tracking_uri, study)
         return
     else:
+        if study is not None:  # checked before anything starts
+            _study_pages(where.tracking_uri, where.tracking_uri, study)
         server = start_mlflow_ui(tracking_uri=where.tracking_uri, host=host, port=port)
         store = where.tracking_uri
     with server:
         out.print(f"{server.name}: {server.url}", markup=False, highlight=False)
+        if not optuna_:
+            _print_study_pages(server.url, where.tracking_uri, study)
         out.print(
             f"serving {store} (pid {server.process.pid}, log {server.log_path}); Ctrl-C to stop",
             soft_wrap=True,
             markup=False,
             highlight=False,
         )
-        if not optuna_:
-            for name, url in experiment_urls(server.url, where.tracking_uri).items():
-                out.print(f"  {name}: {url}", soft_wrap=True, markup=False, highlight=False)
         if host not in ("127.0.0.1", "localhost", "::1"):
             err.print(
                 f"listening on {host}: anyone who can reach it can read the runs",
@@ -242,6 +252,29 @@ def ui_command(
     if code != 0:
         err.print(f"{server.name} exited with code {code}", style="red")
         raise typer.Exit(1)
+
+
+def _study_pages(base_url: str, tracking_uri: str, study: str | None) -> dict[str, str]:
+    """The runs page of ``study`` (or of every study) in the UI at ``base_url``.
+
+    Raises:
+        OrchError: ``study`` has no experiment in the tracking store.
+    """
+    from orchestrator.errors import OrchError
+    from orchestrator.results import experiment_urls
+
+    pages = experiment_urls(base_url, tracking_uri, study=study)
+    if study is not None and not pages:
+        raise OrchError(f"ui: no study {study!r} in {tracking_uri}; run a sweep of it first")
+    return pages
+
+
+def _print_study_pages(base_url: str, tracking_uri: str, study: str | None) -> None:
+    """Each study's runs page, one line each (whole, so terminals keep the link)."""
+    for name, url in _study_pages(base_url, tracking_uri, study).items():
+        line = Text(f"  {name}: ")
+        line.append(url, style=f"link {url}")
+        out.print(line, soft_wrap=True, highlight=False)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

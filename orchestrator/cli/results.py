@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -17,7 +18,17 @@ from rich.text import Text
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
-from orchestrator.cli._tables import print_best, print_json, short
+from orchestrator.cli._tables import (
+    best_title,
+    pack,
+    pack_width,
+    print_best,
+    print_json,
+    print_links,
+    short,
+    ui_command_for,
+)
+from orchestrator.workspace import sqlite_path
 
 if TYPE_CHECKING:
     from orchestrator.results import StatusReader, StudyStatus
@@ -83,22 +94,30 @@ def status_command(
 def best_command(
     study: opt.Study,
     top: Annotated[int, typer.Option(min=1, help="How many best trials (single objective).")] = 1,
+    ui_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The MLflow UI's address for the links (default: the tracking server, else "
+            "orch ui's http://127.0.0.1:5000)."
+        ),
+    ] = None,
     json_: opt.Json = False,
     address: RemoteOpt = None,
     token_file: opt.TokenFile = None,
     *,
     stores: opt.Stores,
 ) -> None:
-    """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
+    """The best trial(s) of a study, or its Pareto front, with links to their MLflow runs."""
     if address:
         args = ["best", study, f"--top={top}", *stores.as_arguments(), *["--json"] * json_]
+        args += [f"--ui-url={ui_url}"] * bool(ui_url)
         _on_head(address, token_file, args)
         return
     from orchestrator.results import best_summary, read_study
 
     where = stores.locations()
     loaded = read_study(where.storage, study)
-    summary = best_summary(loaded, top=top, tracking_uri=where.tracking_uri)
+    summary = best_summary(loaded, top=top, tracking_uri=where.tracking_uri, ui_url=ui_url)
     if json_:
         print_json(summary)
         return
@@ -106,23 +125,11 @@ def best_command(
     if summary["pareto_front"]:
         first = summary["metrics"][0]
         trials = sorted(trials, key=lambda t: (t["values"].get(first, 0.0), t["number"]))
-        goals = ", ".join(
-            f"{m} ({d})" for m, d in zip(summary["metrics"], summary["directions"], strict=True)
-        )
-        title = f"Pareto front of {study}: {len(trials)} trials, {goals}"
-    else:
-        title = f"best of {study} ({summary['metrics'][0]}, {summary['directions'][0]})"
+    title = best_title(study, summary["metrics"], summary["directions"], len(trials))
     print_best(trials, title=title)
-    links = [t["mlflow_run"] for t in trials if t.get("mlflow_run")]
-    if links and links[0]["url"]:
-        out.print(f"open: {links[0]['url']}", soft_wrap=True, markup=False, highlight=False)
-    elif links:
-        out.print(
-            f"runs: `orch ui` serves {where.tracking_uri}; open <ui address>/{links[0]['path']}",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
-        )
+    print_links(
+        {**summary, "best_trials": trials}, command=ui_command_for(study, where.tracking_uri)
+    )
     for problem in summary["problems"]:
         err.print(problem, style="yellow", markup=False, highlight=False)
 
@@ -158,36 +165,54 @@ def _watch(reader: StatusReader, study: str | None, storage: str, interval: floa
         return
 
 
+#: The trial counts ``orch status`` shows, by ``count_states`` key, in this order.
+_COUNTS = (
+    ("COMPLETE", "complete"),
+    ("PRUNED", "pruned"),
+    ("FAIL", "failed"),
+    ("RUNNING", "running"),
+    ("WAITING", "waiting"),
+    ("INTERRUPTED", "interrupted"),
+)
+
+
 def _render(statuses: list[StudyStatus], storage: str) -> RenderableType:
-    table = Table(title=f"studies in {storage}")
-    columns = ("study", "state", "complete", "pruned", "failed", "running", "best", "done", "ETA")
-    for column in columns:
-        table.add_column(column, justify="right" if column in columns[2:6] else "left")
+    rows = [
+        [
+            s.study,
+            s.state,
+            f"{s.finished}/{s.target}" if s.target is not None else str(s.finished),
+            _best_text(s),
+            _duration(s.eta_s),
+        ]
+        for s in statuses
+    ]
+    counts = [
+        [f"{s.counts[key]} {name}" for key, name in _COUNTS if s.counts[key]] for s in statuses
+    ]
+    headers = ["study", "state", "done", "best", "ETA"]
+    width = max(pack_width(headers, rows, counts), len("trials"))
+    table = Table(title=f"studies in {_shown_storage(storage)}")
+    for header in headers[:3]:
+        table.add_column(header, no_wrap=True)
+    table.add_column("trials", overflow="fold", min_width=len("trials"))
+    for header in headers[3:]:
+        table.add_column(header, no_wrap=True)
+    for row, items in zip(rows, counts, strict=True):
+        state = Text(row[1], style=_STATE_STYLE.get(row[1], ""))
+        table.add_row(row[0], state, row[2], pack(items, width) or "none yet", *row[3:])
     running = Table(title="running trials")
-    for column in ("study", "trial", "attempt", "elapsed", "node", "GPU", "mlflow run"):
-        running.add_column(column)
+    for column in ("trial", "elapsed", "node", "mlflow run"):
+        running.add_column(column, no_wrap=column != "trial", overflow="fold")
     problems = []
     for s in statuses:
-        counts = s.counts
-        table.add_row(
-            s.study,
-            Text(s.state, style=_STATE_STYLE.get(s.state, "")),
-            str(counts["COMPLETE"]),
-            str(counts["PRUNED"]),
-            str(counts["FAIL"]),
-            str(counts["RUNNING"]),
-            _best_text(s),
-            f"{s.finished}/{s.target}" if s.target is not None else str(s.finished),
-            _duration(s.eta_s),
-        )
         for t in s.running:
+            retry = f" retry {t.attempt}" if t.attempt else ""
+            where = (t.node or "") + (f" GPU {t.gpu_ids}" if t.gpu_ids else "")
             running.add_row(
-                s.study,
-                str(t.number),
-                "" if t.attempt is None else str(t.attempt),
+                f"{s.study}:{t.number}{retry}",
                 _duration(t.elapsed_s),
-                t.node or "",
-                t.gpu_ids or "",
+                where,
                 t.mlflow_run_id or "",
             )
         problems += [f"{s.study}: {p}" for p in s.problems]
@@ -196,6 +221,16 @@ def _render(statuses: list[StudyStatus], storage: str) -> RenderableType:
         parts.append(running)
     parts += [Text(p, style="yellow") for p in problems]
     return Group(*parts)
+
+
+def _shown_storage(storage: str) -> str:
+    """A sqlite storage as its file, relative to the current folder when inside it."""
+    database = sqlite_path(storage)
+    if database is None:
+        return storage
+    with contextlib.suppress(ValueError):
+        return str(database.relative_to(Path.cwd()))
+    return str(database)
 
 
 def _best_text(status: StudyStatus) -> str:

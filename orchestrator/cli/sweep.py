@@ -11,7 +11,13 @@ import typer
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
-from orchestrator.cli._tables import print_best, print_json
+from orchestrator.cli._tables import (
+    best_title,
+    print_best,
+    print_json,
+    print_links,
+    ui_command_for,
+)
 
 
 @app.command("sweep")
@@ -82,16 +88,17 @@ def _print_result(result: Any, *, json_: bool) -> None:
     if json_:
         print_json(result.to_dict())
         return
+    from orchestrator.results import add_links
+
     counts = ", ".join(f"{k.lower()} {v}" for k, v in result.counts.items() if v)
-    out.print(f"[bold]{result.study}[/]: {counts}")
-    print_best(result.best_trials)
-    for problem in result.errors:
+    out.print(f"[bold]{result.study}[/]: {counts}", highlight=False)
+    summary = add_links(result.to_dict(), tracking_uri=result.tracking_uri)
+    trials = summary["best_trials"]
+    print_best(
+        trials, title=best_title(result.study, result.metrics, result.directions, len(trials))
+    )
+    print_links(summary, command=ui_command_for(result.study, result.tracking_uri))
+    for problem in [*result.errors, *summary["problems"]]:
         err.print(f"tracking problem: {problem}", style="red", markup=False)
     for warning in result.warnings:
         err.print(f"warning: {warning}", style="yellow", markup=False)
-    out.print(
-        f"runs: mlflow ui --backend-store-uri {result.tracking_uri} "
-        f"(parent run {result.parent_run_id})",
-        soft_wrap=True,
-        markup=False,
-    )

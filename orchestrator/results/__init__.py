@@ -5,11 +5,18 @@ stage below it (spec, trial, study, tracking) and the shared leaf modules.
 """
 
 from orchestrator.results._compare import Compared, Comparison, compare_runs, plot_curves
-from orchestrator.results._export import export_study, intermediate_table, trials_table
+from orchestrator.results._export import (
+    export_study,
+    fixed_params,
+    intermediate_table,
+    trials_table,
+)
+from orchestrator.results._links import MlflowUi, experiment_urls, mlflow_ui
 from orchestrator.results._replay import CodeMismatch, ReplayResult, recover_params, replay
 from orchestrator.results._report import REPORT_ARTIFACT_PATH, build_report, log_report
 from orchestrator.results._status import RunningTrial, StatusReader, StudyStatus
 from orchestrator.results._summary import (
+    add_links,
     best_summary,
     best_trials,
     describe_trial,
@@ -20,23 +27,26 @@ from orchestrator.results._summary import (
     study_summary,
 )
 from orchestrator.results._ui import (
+    DEFAULT_UI_PORT,
     UiServer,
-    experiment_urls,
     is_server,
     start_mlflow_ui,
     start_optuna_dashboard,
 )
 
 __all__ = [
+    "DEFAULT_UI_PORT",
     "REPORT_ARTIFACT_PATH",
     "CodeMismatch",
     "Compared",
     "Comparison",
+    "MlflowUi",
     "ReplayResult",
     "RunningTrial",
     "StatusReader",
     "StudyStatus",
     "UiServer",
+    "add_links",
     "best_summary",
     "best_trials",
     "build_report",
@@ -44,11 +54,13 @@ __all__ = [
     "describe_trial",
     "experiment_urls",
     "export_study",
+    "fixed_params",
     "intermediate_table",
     "is_server",
     "load_study",
     "log_report",
     "metric_names",
+    "mlflow_ui",
     "plot_curves",
     "read_study",
     "recover_params",

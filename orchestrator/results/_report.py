@@ -2,10 +2,9 @@
 
 Layout of a report folder::
 
-    index.html              summary, best trials, every plot embedded (self-contained)
+    index.html              summary, best trials, every plot interactive (plotly, its script
+                            embedded once: self-contained, works offline, no CDN)
     plots/<name>.png        matplotlib (optuna.visualization.matplotlib)
-    plots/<name>.html       plotly (optuna.visualization), loading plots/plotly.min.js
-    plots/plotly.min.js     shipped beside the pages: no CDN, works offline
 
 Plots: optimisation history, parameter importances, parallel coordinates, slices, intermediate
 values (single objective) and the Pareto front (2 or 3 objectives). A plot the study cannot
@@ -78,9 +77,7 @@ def build_report(
                 plot.skip = f"failed: {one_line(exc, with_type=True)}"
     index = out / "index.html"
     index.write_text(_index(study, plots, tracking_uri=tracking_uri), encoding="utf-8")
-    files = [index, *(f for plot in plots for f in plot.files)]
-    script = out / "plots" / "plotly.min.js"
-    return [*files, script] if script.exists() else files
+    return [index, *(f for plot in plots for f in plot.files)]
 
 
 def log_report(study: optuna.Study, *, client: MlflowClient, parent_run_id: str) -> list[str]:
@@ -176,14 +173,14 @@ def _plan(study: optuna.Study) -> list[_Plot]:
 
 
 def _draw(study: optuna.Study, plot: _Plot, folder: Path) -> None:
-    """Save ``plot`` as PNG and HTML and keep its HTML fragment for the index."""
+    """Save ``plot`` as PNG and keep its interactive HTML fragment for the index."""
     import matplotlib
     import matplotlib.pyplot as plt
     import numpy as np
     import optuna.visualization as interactive
     import optuna.visualization.matplotlib as static
 
-    png, page = folder / f"{plot.name}.png", folder / f"{plot.name}.html"
+    png = folder / f"{plot.name}.png"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-API and few-trials notes: not news here
         with matplotlib.rc_context():  # Optuna's plots switch the global style to ggplot
@@ -195,9 +192,8 @@ def _draw(study: optuna.Study, plot: _Plot, folder: Path) -> None:
             finally:
                 plt.close(figure)
         figure = getattr(interactive, plot.function)(study, **plot.kwargs)
-    figure.write_html(page, include_plotlyjs="directory", full_html=True)
     plot.fragment = figure.to_html(full_html=False, include_plotlyjs=False)
-    plot.files = [png, page]
+    plot.files = [png]
 
 
 def _index(study: optuna.Study, plots: list[_Plot], *, tracking_uri: str | None) -> str:
@@ -244,8 +240,7 @@ def _index(study: optuna.Study, plots: list[_Plot], *, tracking_uri: str | None)
             continue
         sections.append(
             f'<section id="{p.name}"><h3>{esc(p.title)}</h3>{p.fragment}'
-            f'<p><a href="plots/{p.name}.png">PNG</a> · '
-            f'<a href="plots/{p.name}.html">interactive page</a></p></section>'
+            f'<p><a href="plots/{p.name}.png">PNG</a></p></section>'
         )
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     return (

@@ -11,10 +11,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.errors import StudyError, one_line
 from orchestrator.names import StudyAttr, TrialAttr
+from orchestrator.results._links import mlflow_ui
 from orchestrator.study import count_states, open_storage, study_exists
 from orchestrator.tracking import run_links
 
 __all__ = [
+    "add_links",
     "best_summary",
     "best_trials",
     "describe_trial",
@@ -99,28 +101,53 @@ def study_summary(study: optuna.Study, *, top: int = 1) -> dict[str, Any]:
     }
 
 
-def best_summary(study: optuna.Study, *, top: int = 1, tracking_uri: str) -> dict[str, Any]:
-    """:func:`study_summary` with each best trial's MLflow run link (``orch best``).
+def best_summary(
+    study: optuna.Study, *, top: int = 1, tracking_uri: str, ui_url: str | None = None
+) -> dict[str, Any]:
+    """:func:`study_summary` with links into the MLflow UI (``orch best``): see :func:`add_links`.
 
-    ``pareto_front`` says whether ``best_trials`` is the Pareto front of a multi-objective
-    study; ``problems`` says why links are missing when MLflow could not be read.
+    ``pareto_front`` says whether ``best_trials`` is the Pareto front of a multi-objective study.
     """
     summary = study_summary(study, top=top)
-    summary["tracking_uri"] = tracking_uri
     summary["pareto_front"] = len(study.directions) > 1
+    return add_links(summary, tracking_uri=tracking_uri, ui_url=ui_url)
+
+
+def add_links(
+    summary: dict[str, Any], *, tracking_uri: str, ui_url: str | None = None
+) -> dict[str, Any]:
+    """Add MLflow UI links to a :func:`study_summary` (in place); return it.
+
+    ``ui_url`` is the UI's address (default: the tracking server's, else ``orch ui``'s). Adds
+    ``tracking_uri``, ``ui_url`` and ``ui_served_by`` (see :class:`MlflowUi`), ``compare_url``
+    (MLflow's compare-runs page of the best trials' runs; None without runs), each best
+    trial's ``mlflow_run`` (its :class:`RunLink` and ``ui_url``, its run page; None without a
+    run), and ``problems`` (why links are missing when MLflow could not be read).
+    """
+    ui = mlflow_ui(tracking_uri, ui_url)
+    summary["tracking_uri"] = tracking_uri
+    summary["ui_url"] = ui.url
+    summary["ui_served_by"] = ui.served_by
     summary["problems"] = []
     try:
         links = run_links(
             tracking_uri=tracking_uri,
-            experiment=study.study_name,
+            experiment=summary["study"],
             run_ids=[t["mlflow_run_id"] for t in summary["best_trials"]],
         )
     except Exception as exc:
         links = {}
         summary["problems"].append(f"MLflow links unavailable: {one_line(exc, limit=200)}")
+    shown = []
     for trial in summary["best_trials"]:
         link = links.get(trial["mlflow_run_id"] or "")
-        trial["mlflow_run"] = link.to_dict() if link else None
+        trial["mlflow_run"] = {**link.to_dict(), "ui_url": ui.run(link.run_id)} if link else None
+        if link:
+            shown.append(link)
+    experiments = list(dict.fromkeys(link.experiment_id for link in shown))
+    summary["compare_url"] = (
+        ui.compare(experiments, [link.run_id for link in shown]) if shown else None
+    )
     return summary
 
 

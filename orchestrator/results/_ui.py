@@ -25,9 +25,12 @@ from orchestrator.errors import OrchError
 from orchestrator.study import JOURNAL_PREFIX
 from orchestrator.workspace import sqlite_path
 
+#: Where ``orch ui`` serves the MLflow UI unless told otherwise (on 127.0.0.1).
+DEFAULT_UI_PORT = 5000
+
 __all__ = [
+    "DEFAULT_UI_PORT",
     "UiServer",
-    "experiment_urls",
     "is_server",
     "start_mlflow_ui",
     "start_optuna_dashboard",
@@ -75,7 +78,11 @@ def is_server(tracking_uri: str) -> bool:
 
 
 def start_mlflow_ui(
-    *, tracking_uri: str, host: str = LOCALHOST, port: int = 5000, timeout_s: float = 120.0
+    *,
+    tracking_uri: str,
+    host: str = LOCALHOST,
+    port: int = DEFAULT_UI_PORT,
+    timeout_s: float = 120.0,
 ) -> UiServer:
     """Start ``mlflow server`` on ``tracking_uri`` (artifacts served) and wait until it answers.
 
@@ -142,20 +149,6 @@ def start_optuna_dashboard(
         storage_args = [storage_url]
     command = [program, *storage_args, "--host", host, "--port", str(port), "--quiet"]
     return _start("optuna-dashboard", command, dict(os.environ), host, port, "/", timeout_s)
-
-
-def experiment_urls(base_url: str, tracking_uri: str, *, limit: int = 20) -> dict[str, str]:
-    """The runs page of each active experiment in ``tracking_uri`` (newest first, ``limit``)."""
-    from mlflow import MlflowClient
-
-    experiments = MlflowClient(tracking_uri).search_experiments(
-        max_results=limit, order_by=["creation_time DESC"]
-    )
-    return {
-        e.name: f"{base_url}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning"
-        for e in experiments
-        if e.name != "Default"
-    }
 
 
 def _start(

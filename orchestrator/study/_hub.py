@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from ray.exceptions import RayError
 
 from orchestrator._logging import quiet_libraries
+from orchestrator._run_name import mark_run_name, state_mark, trial_run_name
 from orchestrator._sqlite import tune_sqlite
 from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.names import StudyAttr, Tag, TrialAttr
@@ -127,7 +128,10 @@ class StudyHub:
     def retry(self, ticket: Ticket, reason: str) -> Ticket:
         """Close a failed attempt's run and open the next attempt with the same params."""
         self._tracker.end_trial.remote(
-            ticket.key, state="FAIL", metrics={}, tags={Tag.FAIL_REASON: reason}
+            ticket.key,
+            state="FAIL",
+            metrics={},
+            tags={Tag.FAIL_REASON: reason, **self._final_name(ticket, "FAIL")},
         )
         self.stop_rules.pop(ticket.key)
         following = replace(ticket, attempt=ticket.attempt + 1)
@@ -187,7 +191,9 @@ class StudyHub:
         self.study.tell(
             ticket.number, outcome.values if state == TrialState.COMPLETE else None, state=state
         )
-        tags = {Tag.FAIL_REASON: outcome.reason} if outcome.reason else {}
+        tags = self._final_name(ticket, outcome.state, diverged=outcome.diverged)
+        if outcome.reason:
+            tags[Tag.FAIL_REASON] = outcome.reason
         if outcome.diverged:
             tags[Tag.DIVERGED] = "true"
         if stop is not None:
@@ -204,7 +210,10 @@ class StudyHub:
                 ticket.key,
                 state="FAIL",
                 metrics={},
-                tags={Tag.FAIL_REASON: reason},
+                tags={
+                    Tag.FAIL_REASON: reason,
+                    **self._final_name(ticket, "FAIL", interrupted=True),
+                },
                 status="KILLED",
             )
             self._run_refs.pop(ticket.key, None)
@@ -231,11 +240,22 @@ class StudyHub:
 
     # Internals --------------------------------------------------------------------------------
 
+    def _run_name(self, ticket: Ticket) -> str:
+        """``#7 x=1.46 shape=ridge``: the trial's number and its sampled params."""
+        sampled = {k: v for k, v in ticket.params.items() if k in self.spec.space}
+        return trial_run_name(ticket.number, ticket.attempt, sampled)
+
+    def _final_name(
+        self, ticket: Ticket, state: str, *, diverged: bool = False, interrupted: bool = False
+    ) -> dict[str, str]:
+        """The run-name tag of an attempt ending in ``state``: marked unless COMPLETE."""
+        mark = state_mark(state, diverged=diverged, interrupted=interrupted)
+        return {Tag.RUN_NAME: mark_run_name(self._run_name(ticket), mark)} if mark else {}
+
     def _open_run(self, ticket: Ticket) -> None:
-        name = f"trial-{ticket.number}" + (f"-attempt-{ticket.attempt}" if ticket.attempt else "")
         self._run_refs[ticket.key] = self._tracker.start_trial.remote(
             ticket.key,
-            run_name=name,
+            run_name=self._run_name(ticket),
             params=ticket.params,
             tags={
                 Tag.STUDY_NAME: self.spec.name,

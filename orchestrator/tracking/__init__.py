@@ -8,14 +8,19 @@ credentials of an orch cluster's tracking server) and the shared leaf modules; n
 from orchestrator.tracking._artifacts import upload_artifact
 from orchestrator.tracking._runs import (
     RunLink,
+    child_run_params,
+    compare_route,
     experiment_id,
+    experiment_route,
     find_trial_run,
     get_run,
     metric_histories,
     parent_spec,
     quiet_downloads,
     run_links,
+    run_route,
     running_trial_runs,
+    short_run_route,
 )
 from orchestrator.tracking._tracker import (
     RUN_STATUS,
@@ -29,9 +34,12 @@ __all__ = [
     "RUN_STATUS",
     "RunLink",
     "Tracker",
+    "child_run_params",
     "close_open_runs",
+    "compare_route",
     "ensure_experiment",
     "experiment_id",
+    "experiment_route",
     "find_trial_run",
     "get_run",
     "metric_histories",
@@ -39,6 +47,8 @@ __all__ = [
     "parent_spec",
     "quiet_downloads",
     "run_links",
+    "run_route",
     "running_trial_runs",
+    "short_run_route",
     "upload_artifact",
 ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,55 @@ from orchestrator.spec import Spec
 
 __all__ = [
     "RunLink",
+    "child_run_params",
+    "compare_route",
     "experiment_id",
+    "experiment_route",
     "find_trial_run",
     "get_run",
     "metric_histories",
     "parent_spec",
     "quiet_downloads",
     "run_links",
+    "run_route",
     "running_trial_runs",
+    "short_run_route",
 ]
+
+
+#: Runs read per MLflow search request.
+SEARCH_PAGE = 1000
+
+
+# Routes of MLflow 3's web app: append them to the UI's address (``http://HOST:PORT/``).
+
+
+def run_route(experiment_id: str, run_id: str) -> str:
+    """A run's page."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def short_run_route(run_id: str) -> str:
+    """A run's page by its id alone (the UI opens it in its experiment): fits 80 columns."""
+    return f"#/runs/{run_id}"
+
+
+def experiment_route(experiment_id: str) -> str:
+    """An experiment's runs list (the classic ML view, not the GenAI one MLflow 3 defaults to)."""
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def compare_route(experiment_ids: Sequence[str], run_ids: Sequence[str]) -> str:
+    """MLflow's compare-runs page: the runs' params and metrics side by side.
+
+    The run and experiment ids are JSON lists, as the web app writes them, percent-encoded so
+    terminals see one link.
+    """
+
+    def encoded(ids: Sequence[str]) -> str:
+        return urllib.parse.quote(json.dumps(list(ids), separators=(",", ":")), safe="")
+
+    return f"#/compare-runs?runs={encoded(run_ids)}&experiments={encoded(experiment_ids)}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +85,7 @@ class RunLink:
     @property
     def path(self) -> str:
         """The run's route in the MLflow UI (append it to the UI's address)."""
-        return f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return run_route(self.experiment_id, self.run_id)
 
     @property
     def url(self) -> str | None:
@@ -148,6 +190,24 @@ def find_trial_run(client: MlflowClient, study: str, number: int) -> str | None:
     )
     latest = max(runs, key=lambda r: _attempt(r.data.tags), default=None)
     return str(latest.info.run_id) if latest is not None else None
+
+
+def child_run_params(client: MlflowClient, parent_run_id: str) -> dict[str, dict[str, str]]:
+    """The params of every child run of ``parent_run_id``, by run id (as MLflow stores them)."""
+    experiment = get_run(client, parent_run_id).info.experiment_id
+    found: dict[str, dict[str, str]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=f"tags.`{Tag.PARENT_RUN_ID}` = '{parent_run_id}'",
+            max_results=SEARCH_PAGE,
+            page_token=token,
+        )
+        found.update((run.info.run_id, dict(run.data.params)) for run in page)
+        token = page.token
+        if not token:
+            return found
 
 
 def metric_histories(client: MlflowClient, run: Run) -> dict[str, list[tuple[int, float]]]:

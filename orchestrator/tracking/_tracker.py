@@ -21,10 +21,11 @@ from mlflow.utils.validation import (
 )
 
 from orchestrator._logging import quiet_libraries
+from orchestrator._run_name import mark_run_name
 from orchestrator._sqlite import tune_sqlite
 from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.cluster import apply_mlflow_credentials
-from orchestrator.names import Tag
+from orchestrator.names import RunName, Tag
 from orchestrator.tracking._artifacts import upload_artifact
 
 __all__ = [
@@ -323,12 +324,19 @@ def open_children(client: MlflowClient, experiment_id: str, parent_run_id: str) 
 def close_open_runs(
     client: MlflowClient, run_ids: Iterable[str], *, status: str = "KILLED", reason: str
 ) -> list[str]:
-    """Close every run of ``run_ids`` still RUNNING with ``status``; return the ones closed."""
+    """Close every run of ``run_ids`` still RUNNING with ``status``; return the ones closed.
+
+    A trial's run (its trial was re-queued) is marked interrupted in its name.
+    """
     closed = []
     for run_id in run_ids:
         run = client.get_run(run_id)
         if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
-            client.log_batch(run_id, tags=[RunTag(Tag.FAIL_REASON, reason[:MAX_TAG_VAL_LENGTH])])
+            tags = [RunTag(Tag.FAIL_REASON, reason[:MAX_TAG_VAL_LENGTH])]
+            if Tag.TRIAL_NUMBER in run.data.tags:
+                name = mark_run_name(run.info.run_name, RunName.INTERRUPTED)
+                tags.append(RunTag(Tag.RUN_NAME, name))
+            client.log_batch(run_id, tags=tags)
             client.set_terminated(run_id, status)
             closed.append(run_id)
     return closed

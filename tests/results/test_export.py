@@ -38,6 +38,7 @@ def test_export_round_trips_through_pandas_and_polars(finished, tmp_path, orch, 
         assert typed["params_x"] == pl.Float64 and typed["params_y"] == pl.Float64
         assert typed["params_epochs"] == pl.Int64 and typed["params_shape"] == pl.String
         assert typed["values_loss"] == pl.Float64 and typed["attempt"] == pl.Int64
+        assert typed["params_seed"] == pl.Int64 and typed["job_duration_s"] == pl.Float64
         assert typed["datetime_start"] == pl.Datetime("us")
     else:
         frames = [pd.read_csv(trials_file), pl.read_csv(trials_file).to_pandas()]
@@ -59,11 +60,16 @@ def test_export_round_trips_through_pandas_and_polars(finished, tmp_path, orch, 
             assert pd.Timestamp(row["datetime_start"]) == pd.Timestamp(t.datetime_start)
             assert pd.Timestamp(row["datetime_complete"]) == pd.Timestamp(t.datetime_complete)
             assert row["duration_s"] == pytest.approx(t.duration.total_seconds())
+            assert row["job_duration_s"] == t.user_attrs["orch.duration_s"] <= row["duration_s"]
             assert row["attempt"] == t.user_attrs["orch.attempts"] == 1
             assert row["node"] == t.user_attrs["orch.node_ip"]
             assert row["mlflow_run_id"] == t.user_attrs["mlflow_run_id"]
-            assert row["user_attrs_orch.duration_s"] == t.user_attrs["orch.duration_s"]
             assert _same(row["user_attrs_fail_reason"], t.user_attrs.get("fail_reason"))
+            assert row["params_seed"] == 7  # the spec's fixed param, from the trial's run
+        # One column per fact: no user attribute repeats a column of its own.
+        repeated = {"mlflow_run_id", "orch.attempts", "orch.node_ip", "orch.gpu_ids"}
+        assert not {f"user_attrs_{key}" for key in {*repeated, "orch.duration_s"}} & set(frame)
+        assert len(set(frame.columns)) == len(frame.columns)
         # Types, not strings: the numbers are numbers and the inactive y is missing.
         assert pd.api.types.is_float_dtype(frame["params_x"])
         assert pd.api.types.is_integer_dtype(frame["params_epochs"])

@@ -8,15 +8,19 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 
+import optuna
 import ray
 from typer.testing import CliRunner
 
-from orchestrator import StudyError, sweep
+from orchestrator import sweep
 from orchestrator.cli import app
-from orchestrator.results import StatusReader
+from orchestrator.cli._tables import short
+from orchestrator.results import StatusReader, mlflow_ui
 from orchestrator.tracking import RunLink
 from tests.conftest import REPO
+from tests.helpers import on_pty, study_so_far
 from tests.results.conftest import ENV, ORCH, spec_of
 
 LIVE = """
@@ -51,10 +55,9 @@ def test_status_of_a_running_sweep_shows_where_its_trials_run(ray_local, tmp_pat
     deadline = time.monotonic() + 120
     while seen is None and time.monotonic() < deadline and thread.is_alive():
         time.sleep(0.3)
-        try:
-            (status,) = reader.read("live")
-        except StudyError:  # the sweep has not created its storage or study yet
+        if study_so_far(tmp_path, "live") is None:  # opening it now would race its creation
             continue
+        (status,) = reader.read("live")
         if status.finished >= 1 and status.running and all(t.node for t in status.running):
             seen = status
             table = CliRunner().invoke(app, ["status", "live", "--workspace", str(tmp_path)])
@@ -101,6 +104,15 @@ def test_status_and_best_print_json_for_scripts(finished, front):
     assert link["run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
     assert link["tracking_uri"] == finished.tracking_uri and link["url"] is None
     assert link["path"] == f"#/experiments/{link['experiment_id']}/runs/{link['run_id']}"
+    # Links to `orch ui`'s default address (a local store has no server of its own).
+    assert data["ui_url"] == "http://127.0.0.1:5000" and data["ui_served_by"] == "orch ui"
+    assert link["ui_url"] == f"http://127.0.0.1:5000/#/runs/{link['run_id']}"
+    assert_compare_url(
+        data["compare_url"],
+        base="http://127.0.0.1:5000",
+        runs=[t["mlflow_run"]["run_id"] for t in data["best_trials"]],
+        experiments=[link["experiment_id"]],
+    )
 
     pareto = runner.invoke(app, ["best", "front", "--workspace", str(front.workspace)])
     assert pareto.exit_code == 0, pareto.output
@@ -109,10 +121,28 @@ def test_status_and_best_print_json_for_scripts(finished, front):
         assert trial.user_attrs["mlflow_run_id"] in pareto.output
 
 
+def assert_compare_url(url: str, *, base: str, runs: list[str], experiments: list[str]) -> None:
+    """MLflow 3's compare-runs route: ``#/compare-runs?runs=[...]&experiments=[...]`` (JSON)."""
+    page, _, query = url.partition("?")
+    assert page == f"{base}/#/compare-runs"
+    fields = urllib.parse.parse_qs(query)
+    assert json.loads(fields["runs"][0]) == runs and len(runs) > 1
+    assert json.loads(fields["experiments"][0]) == experiments
+    assert not set('"[] ') & set(url)  # percent-encoded: terminals see one link
+
+
 def test_run_links_are_clickable_for_tracking_servers():
     link = RunLink("http://mlflow.lab:5000/", "3", "abc123")
     assert link.url == "http://mlflow.lab:5000/#/experiments/3/runs/abc123"
     assert RunLink("sqlite:///x.db", "3", "abc123").url is None
+    server = mlflow_ui("http://mlflow.lab:5000/")
+    assert (server.url, server.served_by) == ("http://mlflow.lab:5000", "tracking server")
+    assert server.run("abc123") == "http://mlflow.lab:5000/#/runs/abc123"
+    given = mlflow_ui("sqlite:///x.db", "http://127.0.0.1:5001/")
+    assert (given.url, given.served_by) == ("http://127.0.0.1:5001", "given")
+    assert_compare_url(
+        given.compare(["3"], ["a", "b"]), base=given.url, runs=["a", "b"], experiments=["3"]
+    )
 
 
 def test_status_watch_redraws_until_ctrl_c(finished):
@@ -149,3 +179,56 @@ def test_reading_an_empty_workspace_creates_nothing(tmp_path, orch):
     done = orch("status", "--workspace", str(tmp_path))
     assert done.returncode == 2 and "run a sweep first" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _many_params_study(workspace):
+    """A study with long param names: 3 complete, 1 waiting, 1 interrupted (no Ray needed)."""
+    study = optuna.create_study(study_name="wide", storage=f"sqlite:///{workspace}/optuna.db")
+    for i in range(3):
+        trial = study.ask()
+        for k in range(6):
+            trial.suggest_float(f"parameter_number_{k}", 0.0, 1.0)
+        trial.suggest_categorical("solver_name", ["anderson_acceleration", "broyden_method"])
+        study.tell(trial, 0.5 + i)
+    interrupted = study.ask()
+    interrupted.set_user_attr("orch.interrupted", True)
+    study.tell(interrupted, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({"parameter_number_0": 0.5})  # WAITING
+    return study
+
+
+def _table_lines(text):
+    return [line for line in text.splitlines() if line[:1] in set("┏┃┡│└")]
+
+
+def test_tables_fit_80_columns_on_a_terminal_and_piped_wrapping_between_params(tmp_path):
+    study = _many_params_study(tmp_path)
+    env = {**ENV, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    args = [*ORCH, "best", "wide", "--top", "3", "--workspace", str(tmp_path)]
+    code, shown = on_pty(args, env=env, cwd=tmp_path)
+    piped = subprocess.run(
+        args, capture_output=True, text=True, cwd=tmp_path, env={**env, "COLUMNS": ""}
+    )
+    for text in (shown, piped.stdout):
+        lines = _table_lines(text)
+        assert lines and all(len(line) <= 80 for line in lines), text
+        cells = " ".join(line.split("│")[3] for line in lines if line.startswith("│"))
+        for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+            for name, value in trial.params.items():  # whole on one line, never cut
+                assert f"{name}={short(value)}" in cells, text
+    assert code == 0 and piped.returncode == 0, piped.stderr
+
+    args = [*ORCH, "status", "--workspace", str(tmp_path)]
+    code, shown = on_pty(args, env=env, cwd=tmp_path)
+    piped = subprocess.run(
+        args, capture_output=True, text=True, cwd=tmp_path, env={**env, "COLUMNS": ""}
+    )
+    for text in (shown, piped.stdout):
+        lines = _table_lines(text)
+        assert lines and all(len(line) <= 80 for line in lines), text
+        headers = [cell.strip() for cell in lines[1].strip("┃").split("┃")]
+        assert headers == ["study", "state", "done", "trials", "best", "ETA"], text
+        row = lines[3]
+        assert "1 waiting" in text and "1 interrupted" in text and "3 complete" in text, text
+        assert row.startswith("│ wide ")
+    assert code == 0 and piped.returncode == 0, piped.stderr

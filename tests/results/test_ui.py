@@ -107,8 +107,11 @@ def test_mlflow_ui_lists_the_sweep_and_its_trials_in_chromium(finished, tmp_path
                 expand.wait_for(timeout=120_000)
                 assert "results" in row.first.inner_text()
                 expand.click()
-                for trial in finished.study.trials:
-                    page.get_by_text(f"trial-{trial.number}", exact=True).wait_for(timeout=60_000)
+                client = MlflowClient(finished.tracking_uri)
+                for trial in finished.study.trials:  # named "#7 x=1.46 shape=ridge" and so on
+                    name = client.get_run(trial.user_attrs["mlflow_run_id"]).info.run_name
+                    assert name.startswith(f"#{trial.number} ")
+                    page.get_by_text(name, exact=True).wait_for(timeout=60_000)
                 page.screenshot(path=str(shot))
             finally:
                 browser.close()
@@ -134,6 +137,13 @@ def test_ui_optuna_serves_the_study_storage(finished):
     assert server.process.poll() is not None  # stopped with its process group
 
 
+def test_ui_of_an_unknown_study_is_a_one_line_error_before_anything_starts(finished, orch):
+    done = orch("ui", "nope", "--port", "0", "--workspace", str(finished.workspace))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ui: no study 'nope' in sqlite:///")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_ui_refuses_a_busy_port_in_one_line(finished, orch):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -143,3 +153,95 @@ def test_ui_refuses_a_busy_port_in_one_line(finished, orch):
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: ui: cannot listen on 127.0.0.1:{port}")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _mlflow_metric_text(value: float) -> str:
+    """A metric as MLflow's web app shows it (``Utils.formatMetric`` of MLflow 3)."""
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent):+d}"
+    digits = 3 if abs(value) < 10 else 2 if abs(value) < 100 else 1
+    return f"{round(value, digits):.{digits}f}".rstrip("0").rstrip(".")
+
+
+@pytest.mark.slow
+def test_the_compare_link_orch_best_prints_shows_the_best_trials_side_by_side(finished, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    ui = subprocess.Popen(
+        [*ORCH, "ui", "results", "--port", str(port), "--workspace", str(finished.workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=ENV,
+        start_new_session=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(ui.stdout, lines), daemon=True).start()
+    server_pid = None
+    try:
+        url = _wait_for(lines, r"MLflow UI: (http://\S+)", timeout=180).group(1)
+        experiment = MlflowClient(finished.tracking_uri).get_experiment_by_name("results")
+        study_page = _wait_for(lines, r"^  results: (http://\S+)$", timeout=10).group(1)
+        server_pid = int(_wait_for(lines, r"\(pid (\d+),", timeout=10).group(1))
+        assert study_page == (
+            f"{url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+        )
+        best = subprocess.run(
+            [*ORCH, "best", "results", "--top", "3", "--ui-url", url],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**ENV, "ORCH_WORKSPACE": str(finished.workspace)},
+            check=True,
+        ).stdout
+        compare = re.search(r"^  compare +(http://\S+)$", best, re.MULTILINE).group(1)
+        runs = dict(re.findall(r"^  #(\d+) +(http://\S+)$", best, re.MULTILINE))
+        ranked = sorted(
+            (t for t in finished.study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value
+        )[:3]
+        assert sorted(runs) == sorted(str(t.number) for t in ranked)
+        run_ids = [t.user_attrs["mlflow_run_id"] for t in ranked]
+        params = [MlflowClient(finished.tracking_uri).get_run(r).data.params for r in run_ids]
+        differing = {k for k in params[0] if len({p.get(k) for p in params}) > 1}
+        assert "seed" in params[0] and "seed" not in differing  # the fixed param: same in all
+        shot = Path(os.environ.get("ORCH_ARTIFACTS_DIR") or tmp_path) / "mlflow-compare.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1200})
+                page.goto(compare, timeout=120_000)
+                page.get_by_text("Comparing 3 Runs").wait_for(timeout=120_000)
+                page.get_by_text("Show diff only").first.wait_for(timeout=60_000)
+                text = page.inner_text("body")
+                for trial, run_params in zip(ranked, params, strict=True):
+                    name = MlflowClient(finished.tracking_uri).get_run(
+                        trial.user_attrs["mlflow_run_id"]
+                    )
+                    assert name.info.run_name in text  # "#7 x=1.46 ..." heads its column
+                    assert _mlflow_metric_text(trial.value) in text  # the objective, loss
+                    for key in differing:
+                        assert run_params[key] in text, (key, run_params[key])
+                page.screenshot(path=str(shot), full_page=True)
+                number, link = next(iter(runs.items()))  # a run's own link opens that run
+                page.goto(link, timeout=120_000)
+                page.get_by_text(f"#{number} ").first.wait_for(timeout=120_000)
+                assert page.url.endswith(link.rsplit("/", 1)[1])
+            finally:
+                browser.close()
+        assert_png(shot)
+    finally:
+        ui.send_signal(signal.SIGTERM)  # orch ui stops its server
+        with suppress(subprocess.TimeoutExpired):
+            ui.wait(timeout=60)
+        _kill_group(ui.pid)
+        if server_pid is not None:
+            _kill_group(server_pid)
+        ui.wait(timeout=30)
