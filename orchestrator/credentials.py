@@ -220,7 +220,7 @@ def use_cluster_token(address: str) -> None:
             os.environ["RAY_AUTH_TOKEN_PATH"] = str(folder.token_file)
     token_given = bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"))
     os.environ["RAY_AUTH_MODE"] = "token" if token_given else "disabled"
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
     Config.initialize("")  # Ray caches its config (and the auth mode) when imported
     AuthenticationTokenLoader.instance().reset_cache()

@@ -47,6 +47,18 @@ BAD_SPECS = {
         "space: {x: {type: float, low: 0, high: 1}}\n",
         "job 'jobs.nope:run': no module 'jobs.nope'",
     ),
+    "billion laughs": (
+        "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10))
+        + "name: a\njob: jobs.quadratic:run\nobjective: {metric: loss}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\nfixed: {x2: *a9}\n",
+        "bad.yaml: refused: expands to more than 100,000 values",
+    ),
+    "long name": (
+        f"name: {'n' * 5000}\njob: jobs.quadratic:run\nobjective: {{metric: loss}}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\n",
+        "bad.yaml:1: name: String should have at most 200 characters",
+    ),
     "missing function": (
         "name: a\njob: jobs.quadratic:walk\nobjective: {metric: loss}\n"
         "space: {x: {type: float, low: 0, high: 1}}\n",

@@ -19,6 +19,7 @@ from orchestrator.cluster import (
     launcher_config,
     load_cluster_config,
     package_project,
+    prepare_submission,
     read_secret,
     resolve_token,
 )
@@ -156,8 +157,9 @@ def test_package_honours_gitignore_and_carries_provenance(tmp_path: Path) -> Non
     (project / "train.py").write_text("print('hi')\n")
     (project / "data" / "big.bin").write_bytes(b"0" * 1000)
     (project / ".gitignore").write_text("data/\n")
+    (project / "q.yaml").write_text((REPO / "search_spaces" / "quadratic.yaml").read_text())
     archive = tmp_path / "p.zip"
-    files, size = package_project(project, archive)
+    files, size = package_project(prepare_submission(project / "q.yaml"), archive)
     names = zipfile.ZipFile(archive).namelist()
     assert "train.py" in names and SUBMITTED_FILE in names
     assert not any(n.startswith("data") for n in names)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Address",
     "Dashboard",
+    "DryRun",
     "Json",
     "Set",
     "Spec",
@@ -50,6 +51,14 @@ Workspace = Annotated[
     typer.Option(help="Folder for the default stores (env ORCH_WORKSPACE; default ./.orch)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="List every file that would be uploaded (with sizes) and the command that would "
+        "run; contact no cluster.",
+    ),
+]
 Address = Annotated[
     str | None,
     typer.Option(help="Ray cluster: ray://HOST:10001, auto or HOST:PORT (env RAY_ADDRESS)."),

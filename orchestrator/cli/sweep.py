@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +29,7 @@ def sweep_command(
     address: opt.Address = None,
     resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
     json_: opt.Json = False,
+    dry_run: opt.DryRun = False,
     *,
     stores: opt.Stores,
 ) -> None:
@@ -35,6 +39,9 @@ def sweep_command(
     from orchestrator.spec import prepare_sweep
 
     prepared = prepare_sweep(spec, overrides=set_ or [], trials=trials, parallel=parallel)
+    if dry_run:
+        _print_dry_run(prepared.project, address)
+        return
     kwargs: dict[str, Any] = dict(
         storage=stores.storage,
         tracking_uri=stores.tracking_uri,
@@ -76,6 +83,26 @@ def schema_command() -> None:
     from orchestrator.spec import spec_schema
 
     sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
+
+
+def _print_dry_run(project: Path, address: str | None) -> None:
+    """What ``orch sweep --dry-run`` prints: the package a cluster would get, the command."""
+    from orchestrator.cli._shipment import print_shipment
+    from orchestrator.errors import redact
+    from orchestrator.shipping import plan
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    command = redact(shlex.join(["orch", *(a for a in sys.argv[1:] if a != "--dry-run")]))
+    if address:
+        print_shipment(plan(project))
+        lines = [
+            f"command (the driver runs here; trials run on {address} in the uploaded folder):",
+            f"  {command}",
+        ]
+    else:
+        lines = [f"runs on a local Ray here: nothing is uploaded. command: {command}"]
+    for line in [*lines, "dry run: nothing was started"]:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_result(result: Any, *, json_: bool) -> None:

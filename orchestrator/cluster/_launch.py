@@ -36,13 +36,14 @@ from typing import Any
 import yaml
 
 from orchestrator._net import free_port, http_ok, reachable_host
-from orchestrator.cluster._secrets import (
+from orchestrator.credentials import (
     CREDENTIALS_ENV,
     MLFLOW_KEY_FILE,
     MLFLOW_PASSWORD_FILE,
     MLFLOW_USER,
     ClusterFolder,
     bearer_headers,
+    check_cluster_name,
     ensure_secrets,
     known_clusters,
     read_secret,
@@ -141,8 +142,7 @@ def load_cluster_config(path: str | Path) -> ClusterConfig:
     if not isinstance(data, dict):
         raise ClusterError(f"{file}: a cluster config is a YAML mapping (the file `ray up` takes)")
     name = data.get("cluster_name")
-    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise ClusterError(f"{file}: cluster_name must be letters, digits, - or _ (got {name!r})")
+    check_cluster_name(name if isinstance(name, str) else "", where=f"{file}: cluster_name")
     provider = data.get("provider")
     if not isinstance(provider, dict) or not provider.get("type"):
         raise ClusterError(f"{file}: provider.type is required (fake_multinode, aws, gcp, ...)")
@@ -223,10 +223,15 @@ def status() -> list[dict[str, Any]]:
 
 
 def _cluster_name(target: str | Path) -> str:
+    """The cluster of a config file (``*.yaml``, or any file), else ``target`` as a name.
+
+    Raises:
+        InputError: ``target`` is neither a config file nor a cluster name (a path, ...).
+    """
     path = Path(target)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():
         return load_cluster_config(path).name
-    return str(target)
+    return check_cluster_name(str(target))
 
 
 def _alive(state: dict[str, Any]) -> bool:

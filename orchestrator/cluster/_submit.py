@@ -17,25 +17,26 @@ import shlex
 import sys
 import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cluster._secrets import bearer_headers, known_clusters, resolve_token
+from orchestrator.credentials import bearer_headers, known_clusters, resolve_token
 from orchestrator.errors import ClusterError, one_line
 from orchestrator.names import JobMeta
 from orchestrator.provenance import SUBMITTED_FILE, collect, package_version
-from orchestrator.shipping import EXCLUDES
+from orchestrator.shipping import IGNORE_FILE, Shipment, plan, write_package
 from orchestrator.spec import load_spec
 from orchestrator.trial import project_root
+from orchestrator.workspace import STORES_FILE, STORES_FILE_ENV
 
 __all__ = [
     "Connection",
     "Detached",
     "HeadInfo",
+    "Submission",
     "check_versions",
     "connect",
     "follow",
@@ -46,6 +47,7 @@ __all__ = [
     "list_jobs",
     "local_versions",
     "package_project",
+    "prepare_submission",
     "run_on_head",
     "stop_job",
     "submit",
@@ -229,65 +231,124 @@ def check_versions(local: dict[str, Any], remote: dict[str, Any]) -> None:
 # Submitting ----------------------------------------------------------------------------------
 
 
-def submit(
+@dataclass(frozen=True)
+class Submission:
+    """A sweep job as it will be sent: the package, the command, its environment, its stores.
+
+    Built without contacting the cluster (``orch submit --dry-run`` prints it).
+    """
+
+    study: str
+    spec: str  # the spec's path inside the project
+    shipment: Shipment
+    #: ``orch sweep`` words after ``sweep`` (spec, options, ``--set``s), never a store URL.
+    arguments: list[str]
+    #: ``--storage``/``--tracking-uri`` given: sent in the package's stores file, not in argv.
+    stores: dict[str, str]
+    packages: list[str]
+
+    def entrypoint(self, python: str) -> str:
+        """The job's command line with the head's interpreter ``python``."""
+        interpreter = '"$VIRTUAL_ENV/bin/python"' if self.packages else shlex.quote(python)
+        words = ["-c", _ORCH, "sweep", *self.arguments]
+        return " ".join([interpreter, *map(shlex.quote, words)])
+
+    def env_vars(self) -> dict[str, str]:
+        """Environment variables of the job (names and paths only, never a secret)."""
+        env = {
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "120",
+            # `orch stop` = Ctrl-C for the sweep: running trials are closed and requeued.
+            "RAY_JOB_STOP_SIGNAL": "SIGINT",
+            "RAY_JOB_STOP_WAIT_TIME_S": "60",
+        }
+        if self.stores:
+            env[STORES_FILE_ENV] = STORES_FILE
+        return env
+
+    def extra_files(self) -> dict[str, bytes]:
+        """Files added to the package: the provenance, and the stores file if any."""
+        found = collect(self.shipment.project, self.shipment)
+        files = {SUBMITTED_FILE: found.to_json().encode()}
+        if self.stores:
+            files[STORES_FILE] = json.dumps(self.stores).encode()
+        return files
+
+
+def prepare_submission(
     spec_path: str | Path,
     *,
-    conn: Connection,
     overrides: Sequence[str] = (),
     sweep_args: Sequence[str] = (),
-    allow_version_mismatch: bool = False,
-    say: Say = lambda _: None,
-) -> str:
-    """Send ``orch sweep SPEC`` to the cluster as a Ray job; return the job id.
+    stores: Mapping[str, str | None] | None = None,
+) -> Submission:
+    """Validate the spec and list what ``orch submit`` would send (contacts no cluster).
 
-    ``sweep_args`` are ``orch sweep`` options passed through as given (``--trials 4``, ...).
-    Nothing is uploaded before the spec validates, the package fits and the head's versions
-    match; a refused upload leaves no job.
+    ``stores`` maps ``storage``/``tracking_uri`` to the URLs given for the head; they travel
+    in a file of the package, so a password in them is on no command line.
 
     Raises:
         SpecError: the spec is invalid.
-        ClusterError: the head's versions differ, its stores are missing, or the upload failed.
     """
     spec = load_spec(spec_path, overrides=overrides)
     project = project_root(spec_path)
     relative = Path(spec_path).resolve().relative_to(project).as_posix()
-    packages = [*spec.pip, *_pyproject_pip(project)]
+    return Submission(
+        study=spec.name,
+        spec=relative,
+        shipment=plan(project),
+        arguments=[relative, *sweep_args, *(a for o in overrides for a in ("--set", o))],
+        stores={key: value for key, value in (stores or {}).items() if value},
+        packages=[*spec.pip, *_pyproject_pip(project)],
+    )
+
+
+def submit(
+    submission: Submission,
+    *,
+    conn: Connection,
+    allow_version_mismatch: bool = False,
+    say: Say = lambda _: None,
+) -> str:
+    """Send a prepared ``orch sweep`` to the cluster as a Ray job; return the job id.
+
+    Nothing is uploaded before the package fits and the head's versions match; a refused
+    upload leaves no job.
+
+    Raises:
+        ClusterError: the head's versions differ, its stores are missing, or the upload failed.
+    """
+    project = submission.shipment.project
     with tempfile.TemporaryDirectory(prefix="orch-submit-") as scratch:
-        archive = Path(scratch) / f"{spec.name}.zip"
-        files, size = package_project(project, archive)
+        archive = Path(scratch) / "package.zip"
+        files, size = package_project(submission, archive)
         info = head_info(conn, say=say)
         _check_head(
-            info, sweep_args=sweep_args, allow_version_mismatch=allow_version_mismatch, say=say
-        )
-        python = '"$VIRTUAL_ENV/bin/python"' if packages else shlex.quote(info.python_path)
-        arguments = [relative, *sweep_args, *(a for o in overrides for a in ("--set", o))]
-        entrypoint = " ".join(
-            [python, "-c", shlex.quote(_ORCH), "sweep", *map(shlex.quote, arguments)]
+            info,
+            stores=submission.stores,
+            allow_version_mismatch=allow_version_mismatch,
+            say=say,
         )
         runtime_env: dict[str, Any] = {
             "working_dir": str(archive),
-            "env_vars": {
-                "PYTHONUNBUFFERED": "1",
-                "COLUMNS": "120",
-                # `orch stop` = Ctrl-C for the sweep: running trials are closed and requeued.
-                "RAY_JOB_STOP_SIGNAL": "SIGINT",
-                "RAY_JOB_STOP_WAIT_TIME_S": "60",
-            },
+            "env_vars": submission.env_vars(),
         }
-        if packages:
-            runtime_env["pip"] = {"packages": packages, "pip_check": False}
-        job_id = f"orch-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        if submission.packages:
+            runtime_env["pip"] = {"packages": submission.packages, "pip_check": False}
+        job_id = f"orch-{submission.study}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         say(f"uploading {project} ({files} files, {_size(size)})")
+        if submission.shipment.secrets:
+            say(_secrets_note(submission.shipment))
         with _translated(conn.address):
             try:
                 conn.client.submit_job(
-                    entrypoint=entrypoint,
+                    entrypoint=submission.entrypoint(info.python_path),
                     submission_id=job_id,
                     runtime_env=runtime_env,
                     metadata={
                         JobMeta.KIND: "sweep",
-                        JobMeta.STUDY: spec.name,
-                        JobMeta.SPEC: relative,
+                        JobMeta.STUDY: submission.study,
+                        JobMeta.SPEC: submission.spec,
                     },
                 )
             except (ValueError, OSError) as exc:
@@ -295,8 +356,16 @@ def submit(
     return job_id
 
 
+def _secrets_note(shipment: Shipment) -> str:
+    names = ", ".join(shipment.secrets[:5]) + (" ..." if len(shipment.secrets) > 5 else "")
+    return (
+        f"left out {len(shipment.secrets)} secret-looking files ({names}); to ship one, name it "
+        f"on a !path line in {IGNORE_FILE}"
+    )
+
+
 def _check_head(
-    info: HeadInfo, *, sweep_args: Sequence[str], allow_version_mismatch: bool, say: Say
+    info: HeadInfo, *, stores: Mapping[str, str], allow_version_mismatch: bool, say: Say
 ) -> None:
     """Refuse a head with other versions, or without stores for the sweep's results."""
     local = local_versions()
@@ -306,11 +375,11 @@ def _check_head(
         check_versions(local, info.versions)
     missing = [
         f"{flag} ({env} is not set on the head)"
-        for flag, env, key in (
-            ("--storage", "ORCH_STORAGE", "storage"),
-            ("--tracking-uri", "MLFLOW_TRACKING_URI", "tracking"),
+        for flag, env, key, option in (
+            ("--storage", "ORCH_STORAGE", "storage", "storage"),
+            ("--tracking-uri", "MLFLOW_TRACKING_URI", "tracking", "tracking_uri"),
         )
-        if not info.versions.get(key) and flag not in sweep_args
+        if not info.versions.get(key) and not stores.get(option)
     ]
     if missing:
         raise ClusterError(
@@ -320,28 +389,20 @@ def _check_head(
         )
 
 
-def package_project(project: Path, archive: Path) -> tuple[int, int]:
-    """Zip ``project`` as Ray ships it, plus this machine's provenance; return (files, bytes).
+def package_project(submission: Submission, archive: Path) -> tuple[int, int]:
+    """Zip the submission's files, its provenance and stores file; return (files, bytes).
 
     Raises:
         ClusterError: the package is over Ray's upload limit.
     """
-    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE, create_package
+    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
 
-    _quiet_ray()
-    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
-    create_package(
-        str(project), archive, include_gitignore=include_gitignore, excludes=list(EXCLUDES)
-    )
-    found = collect(project)
-    with zipfile.ZipFile(archive, "a") as bundle:
-        bundle.writestr(SUBMITTED_FILE, found.to_json())
-        files = sum(1 for i in bundle.infolist() if not i.is_dir())
-    size = archive.stat().st_size
+    files, size = write_package(submission.shipment, archive, extra=submission.extra_files())
     if size >= GCS_STORAGE_MAX_SIZE:
         raise ClusterError(
-            f"{project} packs to {_size(size)}, over Ray's upload limit of "
-            f"{_size(GCS_STORAGE_MAX_SIZE)}: list large files in .gitignore or .rayignore"
+            f"{submission.shipment.project} packs to {_size(size)}, over Ray's upload limit of "
+            f"{_size(GCS_STORAGE_MAX_SIZE)}: list large files in .gitignore, .rayignore or "
+            f"{IGNORE_FILE}"
         )
     return files, size
 

@@ -23,7 +23,7 @@ from mlflow.utils.validation import (
 from orchestrator._logging import quiet_libraries
 from orchestrator._sqlite import tune_sqlite
 from orchestrator._stopwatch import Stopwatch, timed
-from orchestrator.cluster import apply_mlflow_credentials
+from orchestrator.credentials import apply_mlflow_credentials
 from orchestrator.names import Tag
 from orchestrator.tracking._artifacts import upload_artifact
 
