@@ -91,7 +91,8 @@ def test_secret_looking_files_are_never_shipped_unless_orchignore_names_them(
         assert not any(b"hunter2" in bundle.read(name) for name in names)
 
     # orch's own ignore file: more to leave out, and secrets shipped only when named.
-    (project / ".orchignore").write_text("# ours\njobs/__init__.py\n!keys/server.pem\n!.aws/config\n")
+    ignore = "# ours\njobs/__init__.py\n!keys/server.pem\n!.aws/config\n"
+    (project / ".orchignore").write_text(ignore)
     shipped = plan(project).paths
     assert "keys/server.pem" in shipped and ".aws/config" in shipped
     assert ".aws/credentials" not in shipped and ".env" not in shipped

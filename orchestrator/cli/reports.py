@@ -198,6 +198,7 @@ def ui_command(
     stores: opt.Stores,
 ) -> None:
     """Serve the sweeps' MLflow UI (or optuna-dashboard) until Ctrl-C; print its address."""
+    from orchestrator.errors import redact
     from orchestrator.results import (
         experiment_urls,
         is_server,
@@ -206,19 +207,27 @@ def ui_command(
     )
 
     where = stores.locations()
+    if is_server(where.tracking_uri) and not optuna_:
+        out.print(
+            f"MLflow UI: {redact(where.tracking_uri)} (the tracking store is a server already)",
+            markup=False,
+        )
+        return
+    # Handlers first: the server is stopped on Ctrl-C, kill or a closed terminal from the moment
+    # it exists (it runs in a session of its own, on a leash that also ends it if orch dies).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     if optuna_:
         server = start_optuna_dashboard(storage_url=where.storage, host=host, port=port)
         store = where.storage
-    elif is_server(where.tracking_uri):
-        out.print(f"MLflow UI: {where.tracking_uri} (the tracking store is a server already)")
-        return
     else:
         server = start_mlflow_ui(tracking_uri=where.tracking_uri, host=host, port=port)
         store = where.tracking_uri
     with server:
         out.print(f"{server.name}: {server.url}", markup=False, highlight=False)
         out.print(
-            f"serving {store} (pid {server.process.pid}, log {server.log_path}); Ctrl-C to stop",
+            f"serving {redact(store)} (pid {server.process.pid}, log {server.log_path}); "
+            "Ctrl-C to stop",
             soft_wrap=True,
             markup=False,
             highlight=False,
@@ -233,8 +242,6 @@ def ui_command(
                 markup=False,
             )
         sys.stdout.flush()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the server has its own
-            signal.signal(sig, _interrupt)  # session: stop it on Ctrl-C, kill or a closed terminal
         try:
             code = server.wait()
         except KeyboardInterrupt:
