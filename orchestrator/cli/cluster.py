@@ -12,6 +12,7 @@ from rich.table import Table
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
+from orchestrator.cli._exits import SWEEP_EXIT_CODES
 from orchestrator.cli._forward import as_arguments, with_options_of
 from orchestrator.cli._shipment import print_submission
 from orchestrator.cli._tables import print_json
@@ -258,7 +259,7 @@ def _follow(conn: Connection, job_id: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    from orchestrator.cluster import Detached, follow
+    from orchestrator.cluster import Detached, follow, job_exit_code
 
     try:
         status = follow(conn, job_id, write=write)
@@ -266,6 +267,10 @@ def _follow(conn: Connection, job_id: str) -> None:
         _say(f"detached; {job_id} keeps running (orch logs {job_id} --follow, orch stop {job_id})")
         return
     if status == "FAILED":
+        code = job_exit_code(conn, job_id)
+        if code is not None and code in SWEEP_EXIT_CODES:  # the sweep said why: pass it on
+            _say(f"job {job_id} failed: {SWEEP_EXIT_CODES[code]} (exit code {code})")
+            raise typer.Exit(code)
         raise ClusterError(f"job {job_id} failed (orch logs {job_id} has its output)")
     if status == "STOPPED":
         _say(f"job {job_id} was stopped")

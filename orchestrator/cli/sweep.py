@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
+from orchestrator.cli import _exits as exits
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import print_best, print_json
+from orchestrator.errors import redact
 
 
 @app.command("sweep")
@@ -59,8 +61,34 @@ def sweep_command(
     except SweepInterrupted as exc:
         _print_result(exc.result, json_=json_)
         err.print(str(exc), style="yellow", markup=False, highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exits.INTERRUPTED) from None
     _print_result(result, json_=json_)
+    _exit_with_status(result)
+
+
+def _exit_with_status(result: Any) -> None:
+    """Exit non-zero, with one line saying why, when no trial completed or problems were met."""
+    if not result.counts.get("COMPLETE"):
+        ended = ", ".join(f"{v} {k.lower()}" for k, v in result.counts.items() if v) or "none"
+        first = f"; first failure: {result.first_failure}" if result.first_failure else ""
+        err.print(
+            f"no trial of {result.study} completed ({ended}){first}",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(exits.NO_TRIAL_COMPLETED)
+    if result.errors:
+        err.print(
+            f"{result.study}: the sweep finished with {len(result.errors)} problem(s) "
+            "(above); its trials are recorded",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(exits.SWEEP_PROBLEMS)
 
 
 @app.command("validate")
@@ -88,7 +116,6 @@ def schema_command() -> None:
 def _print_dry_run(project: Path, address: str | None) -> None:
     """What ``orch sweep --dry-run`` prints: the package a cluster would get, the command."""
     from orchestrator.cli._shipment import print_shipment
-    from orchestrator.errors import redact
     from orchestrator.shipping import plan
 
     address = address or os.environ.get("RAY_ADDRESS")
@@ -113,9 +140,9 @@ def _print_result(result: Any, *, json_: bool) -> None:
     out.print(f"[bold]{result.study}[/]: {counts}")
     print_best(result.best_trials)
     for problem in result.errors:
-        err.print(f"tracking problem: {problem}", style="red", markup=False)
+        err.print(f"tracking problem: {redact(problem)}", style="red", markup=False)
     out.print(
-        f"runs: mlflow ui --backend-store-uri {result.tracking_uri} "
+        f"runs: mlflow ui --backend-store-uri {redact(result.tracking_uri)} "
         f"(parent run {result.parent_run_id})",
         soft_wrap=True,
         markup=False,

@@ -10,7 +10,6 @@ from orchestrator.cluster._launch import (
     LOCAL_PROVIDER,
     ClusterConfig,
     OrchSettings,
-    cluster_processes,
     down,
     launcher_config,
     load_cluster_config,
@@ -19,6 +18,7 @@ from orchestrator.cluster._launch import (
     status,
     up,
 )
+from orchestrator.cluster._processes import cluster_processes
 from orchestrator.cluster._submit import (
     Connection,
     Detached,
@@ -28,6 +28,7 @@ from orchestrator.cluster._submit import (
     connect,
     follow,
     head_info,
+    job_exit_code,
     job_logs,
     job_status,
     list_jobs,
@@ -75,6 +76,7 @@ __all__ = [
     "ensure_secrets",
     "follow",
     "head_info",
+    "job_exit_code",
     "job_logs",
     "job_status",
     "known_clusters",
