@@ -25,7 +25,14 @@ MASK = "***"
 
 
 class OrchError(Exception):
-    """Root of every error orch raises on purpose; its message is one line for the user."""
+    """Root of every error orch raises on purpose; its message is one line for the user.
+
+    The message is stored :func:`redact`-ed: a URL in it never shows its password, wherever
+    the error is printed, logged or recorded.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class SpecError(OrchError):

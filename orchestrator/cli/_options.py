@@ -96,10 +96,11 @@ class Stores:
             storage=self.storage, tracking_uri=self.tracking_uri, workspace=self.workspace
         )
 
-    def as_arguments(self) -> list[str]:
-        """The store options given, as words for ``orch`` on a cluster's head."""
-        given = (("--storage", self.storage), ("--tracking-uri", self.tracking_uri))
-        return [f"{flag}={value}" for flag, value in given if value]
+    def given(self) -> dict[str, str]:
+        """The store URLs given (``storage``, ``tracking_uri``), for ``orch`` on a cluster's
+        head: they travel in a stores file, never on its command line."""
+        given = (("storage", self.storage), ("tracking_uri", self.tracking_uri))
+        return {key: value for key, value in given if value}
 
 
 def _store_options(

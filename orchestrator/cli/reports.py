@@ -13,6 +13,7 @@ from rich.table import Table
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import print_json, short
+from orchestrator.errors import redact
 
 
 @app.command("export")
@@ -134,7 +135,7 @@ def replay_command(
                 d.name, *(_num(v) for v in (d.original, d.replay, d.abs_diff)), _percent(d.rel_diff)
             )
         out.print(table)
-        where_text = result.link.url or f"{where.tracking_uri} ({result.link.path})"
+        where_text = result.link.url or f"{redact(where.tracking_uri)} ({result.link.path})"
         out.print(
             f"replay run {result.run_id} (tag orch.replay_of={run_id}): {where_text}",
             soft_wrap=True,
@@ -198,7 +199,6 @@ def ui_command(
     stores: opt.Stores,
 ) -> None:
     """Serve the sweeps' MLflow UI (or optuna-dashboard) until Ctrl-C; print its address."""
-    from orchestrator.errors import redact
     from orchestrator.results import (
         experiment_urls,
         is_server,

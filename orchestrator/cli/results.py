@@ -18,6 +18,7 @@ from rich.text import Text
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import print_best, print_json, short
+from orchestrator.errors import one_line, redact
 
 if TYPE_CHECKING:
     from orchestrator.results import StatusReader, StudyStatus
@@ -59,8 +60,8 @@ def status_command(
                 "--watch reads the storage itself; run it on the head, or drop --address",
                 param_hint="--watch",
             )
-        args = ["status", *([study] if study else []), *stores.as_arguments(), *["--json"] * json_]
-        _on_head(address, token_file, args)
+        args = ["status", *([study] if study else []), *["--json"] * json_]
+        _on_head(address, token_file, args, stores)
         return
     from orchestrator.results import StatusReader
 
@@ -69,7 +70,11 @@ def status_command(
     if json_:
         studies = [s.to_dict() for s in reader.read(study)]
         print_json(
-            {"storage": where.storage, "tracking_uri": where.tracking_uri, "studies": studies}
+            {
+                "storage": redact(where.storage),
+                "tracking_uri": redact(where.tracking_uri),
+                "studies": studies,
+            }
         )
         return
     if not watch:
@@ -91,8 +96,8 @@ def best_command(
 ) -> None:
     """The best trial(s) of a study, or its Pareto front, with params and MLflow run links."""
     if address:
-        args = ["best", study, f"--top={top}", *stores.as_arguments(), *["--json"] * json_]
-        _on_head(address, token_file, args)
+        args = ["best", study, f"--top={top}", *["--json"] * json_]
+        _on_head(address, token_file, args, stores)
         return
     from orchestrator.results import best_summary, read_study
 
@@ -118,7 +123,8 @@ def best_command(
         out.print(f"open: {links[0]['url']}", soft_wrap=True, markup=False, highlight=False)
     elif links:
         out.print(
-            f"runs: `orch ui` serves {where.tracking_uri}; open <ui address>/{links[0]['path']}",
+            f"runs: `orch ui` serves {redact(where.tracking_uri)}; "
+            f"open <ui address>/{links[0]['path']}",
             soft_wrap=True,
             markup=False,
             highlight=False,
@@ -127,11 +133,12 @@ def best_command(
         err.print(problem, style="yellow", markup=False, highlight=False)
 
 
-def _on_head(address: str, token_file: Path | None, args: list[str]) -> None:
+def _on_head(address: str, token_file: Path | None, args: list[str], stores: opt.Stores) -> None:
     """Run ``orch ARGS`` on the cluster's head, where its study storage is; print its output."""
     from orchestrator.cluster import connect, run_on_head
 
-    sys.stdout.write(run_on_head(connect(address=address, token_file=token_file), args))
+    conn = connect(address=address, token_file=token_file)
+    sys.stdout.write(run_on_head(conn, args, stores=stores.given()))
 
 
 def _watch(reader: StatusReader, study: str | None, storage: str, interval: float) -> None:
@@ -145,8 +152,7 @@ def _watch(reader: StatusReader, study: str | None, storage: str, interval: floa
                     last = _render(reader.read(study), storage)
                     view: RenderableType = last
                 except Exception as exc:  # e.g. the storage is busy or not created yet
-                    problem = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    failed = f"refresh failed: {type(exc).__name__}: {problem}"
+                    failed = f"refresh failed: {one_line(exc, with_type=True)}"
                     view = Group(last, Text(failed, style="red"))
                 stamp = datetime.now().strftime("%H:%M:%S")
                 live.update(
@@ -159,7 +165,7 @@ def _watch(reader: StatusReader, study: str | None, storage: str, interval: floa
 
 
 def _render(statuses: list[StudyStatus], storage: str) -> RenderableType:
-    table = Table(title=f"studies in {storage}")
+    table = Table(title=f"studies in {redact(storage)}")
     columns = ("study", "state", "complete", "pruned", "failed", "running", "best", "done", "ETA")
     for column in columns:
         table.add_column(column, justify="right" if column in columns[2:6] else "left")

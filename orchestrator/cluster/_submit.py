@@ -8,6 +8,7 @@ cluster's token as a bearer header. A sweep job ships the project folder (as Ray
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.credentials import bearer_headers, known_clusters, resolve_token
+from orchestrator.credentials import bearer_headers, known_clusters, resolve_token, write_secret
 from orchestrator.errors import ClusterError, one_line
 from orchestrator.names import JobMeta
 from orchestrator.provenance import SUBMITTED_FILE, collect, package_version
@@ -42,6 +43,7 @@ __all__ = [
     "follow",
     "head_info",
     "head_python",
+    "job_exit_code",
     "job_logs",
     "job_status",
     "list_jobs",
@@ -71,6 +73,8 @@ _PROBE = (
 )
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 _POLL_S = 1.0
+#: Ray's last line about setting a job up, before the entrypoint's own output.
+_ENTRYPOINT_LINE = "Running entrypoint for job "
 #: Ray's job monitor checks each supervisor actor this often (JobManager, Ray 2.60: 1 s).
 _MONITOR_PERIOD_S = 1.5
 
@@ -157,7 +161,7 @@ def _translated(address: str) -> Iterator[None]:
             f"{address} requires a Ray token (401 Unauthorized): set RAY_AUTH_TOKEN, "
             "pass --token-file, or submit from the machine that ran orch cluster up"
         ) from None
-    except ConnectionError as exc:
+    except (ConnectionError, OSError) as exc:  # requests' and aiohttp's errors are OSErrors
         raise ClusterError(
             f"cannot reach the Ray dashboard at {address}: {one_line(exc)} "
             "(is the cluster up, or the SSH tunnel open?)"
@@ -428,26 +432,80 @@ def _pyproject_pip(project: Path) -> list[str]:
 def follow(conn: Connection, job_id: str, *, write: Callable[[str], None]) -> str:
     """Write the job's log as it grows until the job ends; return its final status.
 
-    Ctrl-C raises :class:`Detached` and leaves the job running.
+    The log is streamed (Ray's log tail): each part is downloaded once, never the whole log
+    again. Ray's lines about setting the job up are left out. Ctrl-C raises :class:`Detached`
+    and leaves the job running.
 
     Raises:
         Detached: Ctrl-C; the job keeps running.
         ClusterError: the head cannot be reached.
     """
-    seen = 0
+    skip = _SetupLines(write)
+
+    async def tail() -> None:
+        async for chunk in conn.client.tail_job_logs(job_id):
+            skip.write(chunk)
+
     try:
-        while True:
-            with _translated(conn.address):
+        with _translated(conn.address):
+            try:
+                asyncio.run(tail())
+            except RuntimeError as exc:  # the stream broke: what is left comes in one piece
+                if "closed unexpectedly" not in str(exc):
+                    raise
+                skip.catch_up(_user_log(conn.client.get_job_logs(job_id)))
+            skip.close()
+            status = str(conn.client.get_job_status(job_id).value)
+            while status not in _TERMINAL:  # the stream ends with the log, just before the job
+                time.sleep(_POLL_S)
                 status = str(conn.client.get_job_status(job_id).value)
-                text = _user_log(conn.client.get_job_logs(job_id))
-            if len(text) > seen:
-                write(text[seen:])
-                seen = len(text)
-            if status in _TERMINAL:
-                return status
-            time.sleep(_POLL_S)
     except KeyboardInterrupt:
         raise Detached(job_id) from None
+    return status
+
+
+def job_exit_code(conn: Connection, job_id: str) -> int | None:
+    """The exit code of the job's command (None while it runs, or if Ray did not record it)."""
+    with _translated(conn.address):
+        code = conn.client.get_job_info(job_id).driver_exit_code
+    return int(code) if code is not None else None
+
+
+class _SetupLines:
+    """Passes a job's log through from the line after Ray's ``Running entrypoint for job``."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._held: list[str] | None = []  # None: the entrypoint's output has begun
+        self._sent = 0
+
+    def write(self, text: str) -> None:
+        if self._held is None:
+            self._send(text)
+            return
+        self._held.append(text)
+        held = "".join(self._held)
+        marker = held.find(_ENTRYPOINT_LINE)
+        end = held.find("\n", marker) if marker >= 0 else -1
+        if end >= 0:
+            self._held = None
+            self._send(held[end + 1 :])
+
+    def catch_up(self, user_log: str) -> None:
+        """Write what ``user_log`` (the whole user part of the log) holds beyond what was sent."""
+        if self._held is None:
+            self._write(user_log[self._sent :])
+            self._sent = len(user_log)
+
+    def close(self) -> None:
+        if self._held:  # no entrypoint line (the job never started): show what Ray said
+            self._send("".join(self._held))
+        self._held = None
+
+    def _send(self, text: str) -> None:
+        if text:
+            self._write(text)
+            self._sent += len(text)
 
 
 def list_jobs(conn: Connection, *, every: bool = False) -> list[dict[str, Any]]:
@@ -494,8 +552,14 @@ def stop_job(conn: Connection, job_id: str) -> bool:
         return bool(conn.client.stop_job(job_id))
 
 
-def run_on_head(conn: Connection, args: Sequence[str]) -> str:
+def run_on_head(
+    conn: Connection, args: Sequence[str], *, stores: Mapping[str, str] | None = None
+) -> str:
     """Run ``orch ARGS`` on the head as a short job, then delete it; return its output.
+
+    ``stores`` (``storage``/``tracking_uri`` URLs, which may hold a password) reach the head
+    in a stores file of the job's working dir, as for ``orch submit``: never on its command
+    line, nor in its ``runtime_env`` (which Ray logs).
 
     Raises:
         ClusterError: the command failed on the head (with the last line it printed).
@@ -503,7 +567,15 @@ def run_on_head(conn: Connection, args: Sequence[str]) -> str:
     command = " ".join(
         [shlex.quote(head_python(conn)), "-c", shlex.quote(_ORCH), *map(shlex.quote, args)]
     )
-    status, logs = _run_job(conn, command, kind="query")
+    with tempfile.TemporaryDirectory(prefix="orch-query-") as scratch:
+        runtime_env: dict[str, Any] = {"env_vars": {"COLUMNS": "120"}}
+        if stores:
+            write_secret(Path(scratch) / STORES_FILE, json.dumps(dict(stores)))
+            runtime_env = {
+                "working_dir": scratch,
+                "env_vars": {"COLUMNS": "120", STORES_FILE_ENV: STORES_FILE},
+            }
+        status, logs = _run_job(conn, command, kind="query", runtime_env=runtime_env)
     if status != "SUCCEEDED":
         lines = [line for line in logs.splitlines() if line.strip()]
         raise ClusterError(f"on the head: {lines[-1] if lines else 'no output'}")
@@ -511,14 +583,19 @@ def run_on_head(conn: Connection, args: Sequence[str]) -> str:
 
 
 def _run_job(
-    conn: Connection, entrypoint: str, *, kind: str, timeout_s: float = 120
+    conn: Connection,
+    entrypoint: str,
+    *,
+    kind: str,
+    runtime_env: dict[str, Any] | None = None,
+    timeout_s: float = 120,
 ) -> tuple[str, str]:
     """Run a short job without a working dir, wait, delete it; return (status, output)."""
     with _translated(conn.address):
         job_id = conn.client.submit_job(
             entrypoint=entrypoint,
             submission_id=f"orch-{kind}-{secrets.token_hex(4)}",
-            runtime_env={"env_vars": {"COLUMNS": "120"}},
+            runtime_env=runtime_env or {"env_vars": {"COLUMNS": "120"}},
             metadata={JobMeta.KIND: kind},
         )
         try:
@@ -573,7 +650,7 @@ def _user_log(text: str) -> str:
     lines = text.splitlines(keepends=True)
     start = 0
     for index, line in enumerate(lines):
-        if line.startswith("Running entrypoint for job "):
+        if line.startswith(_ENTRYPOINT_LINE):
             start = index + 1
             break
     return "".join(lines[start:])

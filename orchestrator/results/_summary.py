@@ -9,7 +9,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from orchestrator.errors import StudyError, one_line
+from orchestrator.errors import StudyError, one_line, redact
 from orchestrator.names import StudyAttr, TrialAttr
 from orchestrator.study import count_states, open_storage, study_exists
 from orchestrator.tracking import run_links
@@ -106,7 +106,7 @@ def best_summary(study: optuna.Study, *, top: int = 1, tracking_uri: str) -> dic
     study; ``problems`` says why links are missing when MLflow could not be read.
     """
     summary = study_summary(study, top=top)
-    summary["tracking_uri"] = tracking_uri
+    summary["tracking_uri"] = redact(tracking_uri)
     summary["pareto_front"] = len(study.directions) > 1
     summary["problems"] = []
     try:
