@@ -114,3 +114,16 @@ def exit_hard(params: dict[str, Any], trial: Trial) -> dict[str, float]:
     trial.report(0, loss=1.0)
     time.sleep(2.5)
     os._exit(1)
+
+
+def big_artifact(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Log a file larger than one artifact part (it travels in two)."""
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"orch-big-{os.getpid()}.bin")
+    with open(path, "wb") as file:
+        for i in range(9):
+            file.write(bytes([i + 1]) * 1_048_576)
+    try:
+        trial.log_artifact(path, name="big/blob.bin")
+    finally:
+        os.remove(path)
+    return {"loss": 0.0}

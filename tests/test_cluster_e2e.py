@@ -131,6 +131,11 @@ def test_submit_follow_then_results_on_the_laptop(cluster: dict[str, Any]) -> No
     (study,) = json.loads(status.stdout)["studies"]
     assert study["study"] == "quadratic"
     assert study["counts"]["COMPLETE"] + study["counts"]["PRUNED"] == 4
+    # A --storage given on the laptop reaches the head in a stores file (not on a command line).
+    storage = cluster["state"]["storage"]
+    explicit = orch("status", "--address", address, "--json", "--storage", storage, **laptop)
+    assert explicit.returncode == 0, explicit.stderr
+    assert [s["study"] for s in json.loads(explicit.stdout)["studies"]] == ["quadratic"]
     best = orch("best", "quadratic", "--address", address, "--json", **laptop)
     assert best.returncode == 0, best.stderr
     best_trial = json.loads(best.stdout)["best_trials"][0]

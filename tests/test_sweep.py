@@ -120,6 +120,25 @@ def test_a_worker_that_dies_keeps_its_output_and_its_real_duration(tmp_path, wri
     assert "printed before the crash" in Path(folder, "output.log").read_text()
 
 
+def test_a_large_artifact_travels_in_parts_and_arrives_whole(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: bigfile
+        job: tests.jobs_for_tests:big_artifact
+        objective: {metric: loss}
+        trials: 1
+        space: {x: {type: float, low: 0, high: 1}}
+        """
+    )
+    sweep(spec, workspace=tmp_path)
+    (trial,) = load(tmp_path, "bigfile").trials
+    assert trial.state == TrialState.COMPLETE
+    run_id = trial.user_attrs["mlflow_run_id"]
+    local = client(tmp_path).download_artifacts(run_id, "big/blob.bin", str(tmp_path / "dl"))
+    expected = b"".join(bytes([i + 1]) * 1_048_576 for i in range(9))
+    assert Path(local).read_bytes() == expected
+
+
 def test_pruner_stops_bad_trials_across_processes(tmp_path, write_spec):
     spec = write_spec(
         """

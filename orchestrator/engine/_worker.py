@@ -42,8 +42,10 @@ class HubSink:
         self._last = ref
         return bool(ray.get(ref)) if self._wait else False
 
-    def log_artifact(self, name: str, data: bytes) -> None:
-        self._last = self._hub.log_artifact.remote(self._ticket.key, name, data)
+    def log_artifact(self, name: str, data: bytes, *, part: int = 0, last: bool = True) -> None:
+        if part:  # one part of a large file in flight at a time: memory stays bounded
+            self.close()
+        self._last = self._hub.log_artifact.remote(self._ticket.key, name, data, part, last)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._last = self._hub.set_tags.remote(self._ticket.key, tags)

@@ -148,9 +148,11 @@ class StudyHub:
         self._tracker.set_tags.remote(key, tags)
 
     @timed
-    def log_artifact(self, key: str, name: str, data: bytes) -> None:
-        """Store a file on an attempt's run."""
-        self._tracker.log_artifact.remote(key, name, data)
+    def log_artifact(
+        self, key: str, name: str, data: bytes, part: int = 0, last: bool = True
+    ) -> None:
+        """Store a file (or one ``part`` of a large one) on an attempt's run."""
+        self._tracker.log_artifact.remote(key, name, data, part=part, last=last)
 
     @timed
     def end_trial(self, ticket: Ticket, outcome: Outcome, placement: Mapping[str, str]) -> None:

@@ -26,7 +26,7 @@ from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.credentials import apply_mlflow_credentials
 from orchestrator.errors import one_line, redact
 from orchestrator.names import Tag
-from orchestrator.tracking._artifacts import upload_artifact
+from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
 
 __all__ = [
     "RUN_STATUS",
@@ -135,6 +135,7 @@ class Tracker:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._problems = _Problems()
+        self._spool = ArtifactSpool()
         self._stop = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_loop,
@@ -223,9 +224,13 @@ class Tracker:
         self._write(self._runs[key], tags=_tags(tags))
 
     @_recorded
-    def log_artifact(self, key: str, name: str, data: bytes) -> None:
-        """Store ``data`` as artifact ``name`` (may contain folders) of a trial attempt's run."""
-        self._upload(self._runs[key], name, data)
+    def log_artifact(
+        self, key: str, name: str, data: bytes, *, part: int = 0, last: bool = True
+    ) -> None:
+        """Store ``data`` as artifact ``name`` (may contain folders) of a trial attempt's run;
+        a large file comes in ``part``s, stored when the ``last`` one arrives."""
+        with self.stopwatch.time("_upload"):
+            self._spool.add(self.client, self._runs[key], name, data, part=part, last=last)
 
     @_recorded
     def end_trial(
