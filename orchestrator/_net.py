@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 
 __all__ = ["LOCALHOST", "family", "free_port", "http_ok", "reachable_host", "url_host"]
@@ -41,3 +42,11 @@ def http_ok(url: str, *, headers: dict[str, str] | None = None, timeout_s: float
             return bool(response.status < 400)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without its ``user:password@`` part: the address to show or link to."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

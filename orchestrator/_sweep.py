@@ -16,9 +16,10 @@ import ray
 import yaml
 from ray.exceptions import RayActorError
 
+from orchestrator.credentials import apply_mlflow_credentials
 from orchestrator.engine import Listener, TrialLoop, close_abandoned, ray_session, start_actors
-from orchestrator.errors import OrchError
-from orchestrator.names import Tag
+from orchestrator.errors import OrchError, one_line, redact
+from orchestrator.names import Tag, TrialAttr
 from orchestrator.provenance import collect
 from orchestrator.results import study_summary
 from orchestrator.spec import PreparedSweep, Spec, prepare_sweep
@@ -52,6 +53,8 @@ class SweepResult:
     errors: list[str] = field(default_factory=list)
     #: Problems of the spec the sweep revealed, e.g. a ``stop_when`` metric no trial reported.
     warnings: list[str] = field(default_factory=list)
+    #: Why the first failed trial failed (``trial N: reason``), None when none failed.
+    first_failure: str | None = None
     #: Seconds and calls per activity of the driver loop, the study hub and the MLflow tracker.
     timings: dict[str, Any] = field(default_factory=dict)
 
@@ -59,8 +62,8 @@ class SweepResult:
         """A JSON-ready view (what ``orch sweep --json`` prints)."""
         return {
             "study": self.study,
-            "storage": self.storage,
-            "tracking_uri": self.tracking_uri,
+            "storage": redact(self.storage),
+            "tracking_uri": redact(self.tracking_uri),
             "parent_run_id": self.parent_run_id,
             "counts": self.counts,
             "metrics": self.metrics,
@@ -69,8 +72,9 @@ class SweepResult:
                 {k: v for k, v in t.items() if k != "user_attrs"} for t in self.best_trials
             ],
             "interrupted": self.interrupted,
-            "errors": self.errors,
+            "errors": [redact(error) for error in self.errors],
             "warnings": self.warnings,
+            "first_failure": self.first_failure,
             "timings": self.timings,
         }
 
@@ -133,6 +137,9 @@ def sweep(
     owner = Owner.current()
     found = collect(project)
     with ray_session(address=address, project=project, log_to_driver=log_to_driver):
+        # After Ray started (its processes do not inherit them): the driver's own MLflow calls
+        # (the report, closing what a lost hub left open) log in like the tracker's.
+        apply_mlflow_credentials(where.tracking_uri)
         hub, tracker = start_actors(
             spec=spec,
             spec_yaml=spec_yaml,
@@ -171,6 +178,8 @@ def sweep(
                 timings["driver"] = loop.stopwatch.summary()
                 timings["hub"] = ray.get(hub.stats.remote())
                 warnings = ray.get(hub.rule_warnings.remote())
+            except RayActorError:  # the hub or tracker died: what they left open is closed below
+                loop.abort()
             except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
                 reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
                 with contextlib.suppress(RayActorError):
@@ -182,7 +191,7 @@ def sweep(
                     timings["tracker"] = ray.get(tracker.stats.remote())
                 except RayActorError as exc:
                     reason = f"the study hub was lost ({type(exc).__name__})"
-                    close_abandoned(
+                    problems = close_abandoned(
                         storage_url=where.storage,
                         tracking_uri=where.tracking_uri,
                         study_name=spec.name,
@@ -190,7 +199,11 @@ def sweep(
                         status="FAILED",
                         reason=reason,
                     )
-                    errors = [f"{reason}; its running trials were re-queued and their runs closed"]
+                    closed = "re-queued and their runs closed" if not problems else "re-queued"
+                    errors = [
+                        f"{reason}; its running trials were {closed} (continue with --resume)",
+                        *problems,
+                    ]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
     result.timings = timings
     result.warnings = warnings
@@ -209,6 +222,8 @@ def _result(spec: Spec, where: Locations, *, interrupted: bool, errors: list[str
 
     study = optuna.load_study(study_name=spec.name, storage=open_storage(where.storage))
     summary = study_summary(study, top=1)
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    first = next((t for t in failed if not t.user_attrs.get(TrialAttr.INTERRUPTED)), None)
     return SweepResult(
         study=spec.name,
         storage=where.storage,
@@ -220,6 +235,11 @@ def _result(spec: Spec, where: Locations, *, interrupted: bool, errors: list[str
         directions=summary["directions"],
         interrupted=interrupted,
         errors=errors,
+        first_failure=(
+            f"trial {first.number}: {first.user_attrs.get(TrialAttr.FAIL_REASON, 'no reason')}"
+            if first is not None
+            else None
+        ),
     )
 
 
@@ -238,7 +258,7 @@ def _log_report(name: str, where: Locations, parent_run_id: str | None) -> list[
         )
         log_report(study, client=MlflowClient(where.tracking_uri), parent_run_id=parent_run_id)
     except Exception as exc:
-        return [f"report: {type(exc).__name__}: {exc}".splitlines()[0]]
+        return [f"report: {one_line(exc, with_type=True)}"]
     return []
 
 

@@ -1,4 +1,8 @@
-"""What code and environment a sweep ran: git commit, uncommitted diff, installed packages."""
+"""What code and environment a sweep ran: git commit, uncommitted diff, installed packages.
+
+The diff and status cover the files a cluster would get (:mod:`orchestrator.shipping`): the
+project folder only, never a secret-looking file or one ignored, and the diff is capped.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,23 @@ from importlib import metadata
 from pathlib import Path
 
 from orchestrator.names import Tag
+from orchestrator.shipping import Shipment, is_secret, plan
 
-__all__ = ["SUBMITTED_FILE", "Provenance", "collect", "git_state", "package_version"]
+__all__ = [
+    "MAX_DIFF_BYTES",
+    "SUBMITTED_FILE",
+    "Provenance",
+    "collect",
+    "git_state",
+    "package_version",
+]
 
 #: Written into the package ``orch submit`` uploads: the submitting machine's provenance (the
 #: copy of the project on the cluster has no .git).
 SUBMITTED_FILE = ".orch-provenance.json"
+#: Largest ``code/git.diff`` recorded: past it the diff stops at a file, with a note naming
+#: the files left out.
+MAX_DIFF_BYTES = 2_000_000
 
 
 @dataclass
@@ -33,8 +48,12 @@ class Provenance:
         return json.dumps({"tags": self.tags, "files": files})
 
 
-def collect(project: Path) -> Provenance:
-    """Record the project's git state and this interpreter's packages (no environment values)."""
+def collect(project: Path, shipment: Shipment | None = None) -> Provenance:
+    """Record the project's git state and this interpreter's packages (no environment values).
+
+    The diff and status cover the files of ``shipment`` (default: what would be shipped of
+    ``project``), deleted tracked files that are not secret-looking, and nothing else.
+    """
     found = Provenance()
     found.tags[Tag.PYTHON] = platform.python_version()
     found.tags[Tag.VERSION] = package_version("orch") or "none"
@@ -45,11 +64,18 @@ def collect(project: Path) -> Provenance:
     if commit:
         found.tags[Tag.SOURCE_GIT_COMMIT] = commit
         found.tags[Tag.GIT_COMMIT] = commit
-        status = _git(project, "status", "--porcelain") or ""
-        found.tags[Tag.GIT_DIRTY] = "true" if status.strip() else "false"
-        if status.strip():
-            diff = _git(project, "diff", "HEAD", "--binary") or ""
-            found.files["code/git.diff"] = diff.encode()
+        changes = _changes(project)
+        if changes:
+            paths = (shipment or plan(project)).paths
+            changes = {
+                path: code
+                for path, code in changes.items()
+                if path in paths or ("D" in code and not is_secret(path))
+            }
+        found.tags[Tag.GIT_DIRTY] = "true" if changes else "false"
+        if changes:
+            status = "".join(f"{code} {path}\n" for path, code in sorted(changes.items()))
+            found.files["code/git.diff"] = _diff(project, set(changes))
             found.files["code/git-status.txt"] = status.encode()
     found.files["env/pip-freeze.txt"] = _freeze().encode()
     found.files["env/python.txt"] = f"{sys.version}\n{sys.executable}\n".encode()
@@ -81,14 +107,97 @@ def _add_submitted(found: Provenance, shipped: dict[str, object]) -> None:
         found.files[target] = base64.b64decode(data)
 
 
-def _git(project: Path, *args: str) -> str | None:
+def _changes(project: Path) -> dict[str, str]:
+    """Changed and untracked files under ``project`` (paths relative to it) and their status."""
+    prefix = _git(project, "rev-parse", "--show-prefix", strip=False) or ""
+    prefix = prefix.strip()
+    listing = _git(
+        project,
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--no-renames",
+        "--",
+        ".",
+        strip=False,
+    )
+    changes: dict[str, str] = {}
+    for entry in (listing or "").split("\0"):
+        if len(entry) > 3 and entry[3:].startswith(prefix):
+            changes[entry[3 + len(prefix) :]] = entry[:2].strip()
+    return changes
+
+
+def _diff(project: Path, paths: set[str]) -> bytes:
+    """``git diff HEAD`` of the tracked files among ``paths``: whole files, as many as fit in
+    ``MAX_DIFF_BYTES``, the others named in a last line. Read as it comes (never held whole)."""
+    names = _git(
+        project,
+        "diff",
+        "HEAD",
+        "--name-only",
+        "-z",
+        "--no-renames",
+        "--relative",
+        "--",
+        ".",
+        strip=False,
+    )
+    order = [name for name in (names or "").split("\0") if name]
+    command = ["git", "-C", str(project), "diff", "HEAD", "--binary", "--no-renames", "--relative"]
+    kept: list[bytes] = []
+    left_out: list[str] = []
+    section: list[bytes] | None = None  # the lines of the file being read, None: not kept
+    size = index = 0
+
+    def close(section: list[bytes] | None) -> None:
+        if section is not None:
+            kept.extend(section)
+
+    try:
+        with subprocess.Popen([*command, "--", "."], stdout=subprocess.PIPE) as git:
+            assert git.stdout is not None
+            for line in iter(lambda: git.stdout.readline(1 << 16), b""):  # type: ignore[union-attr]
+                if line.startswith(b"diff --git "):
+                    close(section)
+                    name = order[index]
+                    index += 1
+                    section = [] if name in paths else None
+                if section is None:
+                    continue
+                if size + len(line) > MAX_DIFF_BYTES:
+                    size -= sum(len(part) for part in section)
+                    left_out.append(order[index - 1])
+                    section = None
+                    continue
+                section.append(line)
+                size += len(line)
+            close(section)
+    except (OSError, IndexError):
+        return b"# orch: git diff could not be read\n"
+    if left_out:
+        kept.append(
+            f"# orch: diff cut at {MAX_DIFF_BYTES:,} bytes; {len(left_out)} changed files "
+            f"left out: {', '.join(left_out[:50])}\n".encode()
+        )
+    return b"".join(kept)
+
+
+def _git(project: Path, *args: str, strip: bool = True) -> str | None:
     try:
         done = subprocess.run(
-            ["git", "-C", str(project), *args], capture_output=True, text=True, timeout=30
+            ["git", "-C", str(project), *args],
+            capture_output=True,
+            encoding="utf-8",
+            errors="surrogateescape",
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() if strip else done.stdout
 
 
 def _freeze() -> str:

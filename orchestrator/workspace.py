@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Locations", "resolve_locations", "sqlite_path"]
+from orchestrator.errors import OrchError
+
+__all__ = ["STORES_FILE", "STORES_FILE_ENV", "Locations", "resolve_locations", "sqlite_path"]
 
 WORKSPACE_ENV = "ORCH_WORKSPACE"
 STORAGE_ENV = "ORCH_STORAGE"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_WORKSPACE = ".orch"
+#: Names a JSON file of ``{"storage": URL, "tracking_uri": URI}``: how ``orch submit`` hands
+#: ``--storage``/``--tracking-uri`` to the head without putting them (and any password in them)
+#: on the job's command line. The file travels in the job's package.
+STORES_FILE_ENV = "ORCH_STORES_FILE"
+STORES_FILE = ".orch-stores.json"
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,36 @@ def resolve_locations(
     tracking_uri: str | None = None,
     workspace: str | Path | None = None,
 ) -> Locations:
-    """Flags first, then ORCH_STORAGE / MLFLOW_TRACKING_URI / ORCH_WORKSPACE, then ./.orch."""
+    """Flags first, then the stores file ``orch submit`` shipped ($ORCH_STORES_FILE), then
+    ORCH_STORAGE / MLFLOW_TRACKING_URI / ORCH_WORKSPACE, then ./.orch.
+
+    Raises:
+        OrchError: $ORCH_STORES_FILE names a file that cannot be read.
+    """
     folder = Path(workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE).resolve()
+    shipped = _shipped_stores()
     return Locations(
         workspace=folder,
-        storage=storage or os.environ.get(STORAGE_ENV) or _sqlite(folder / "optuna.db"),
-        tracking_uri=tracking_uri or os.environ.get(TRACKING_ENV) or _sqlite(folder / "mlflow.db"),
+        storage=storage
+        or shipped.get("storage")
+        or os.environ.get(STORAGE_ENV)
+        or _sqlite(folder / "optuna.db"),
+        tracking_uri=tracking_uri
+        or shipped.get("tracking_uri")
+        or os.environ.get(TRACKING_ENV)
+        or _sqlite(folder / "mlflow.db"),
     )
+
+
+def _shipped_stores() -> dict[str, str]:
+    path = os.environ.get(STORES_FILE_ENV)
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise OrchError(f"{path} (${STORES_FILE_ENV}): cannot read the stores: {exc}") from None
+    return {key: str(value) for key, value in data.items() if value}
 
 
 def _sqlite(path: Path) -> str:

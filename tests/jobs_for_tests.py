@@ -88,3 +88,54 @@ def where(params: dict[str, Any], trial: Trial) -> dict[str, float]:
         "visible_gpus": float(len(visible)),
         "device_is_cpu": float(trial.device.type == "cpu"),
     }
+
+
+def block_report(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Succeed, after putting a file where the sweep's report folder goes on its parent run
+    (a real failure of the end-of-sweep report, even for root)."""
+    from urllib.parse import urlparse
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()  # MLFLOW_TRACKING_URI: the sweep's store
+    experiment = client.get_experiment_by_name(str(params["study"]))
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    folder = urlparse(parent.info.artifact_uri).path
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "report"), "w") as blocker:
+        blocker.write("a file where the report folder goes\n")
+    return {"loss": float(params.get("x", 0.5))}
+
+
+def kill_hub(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Trial 1 kills the sweep's study hub actor (a lost hub), then waits to be cancelled."""
+    import ray
+
+    trial.report(0, loss=1.0)
+    if trial.number == 1:
+        ray.kill(trial.sink._hub, no_restart=True)  # type: ignore[attr-defined]
+        time.sleep(120)
+    return {"loss": float(params.get("x", 0.5))}
+
+
+def exit_hard(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Print, report, then end the worker process at once (as a segfault or OOM kill would)."""
+    print("printed before the crash", flush=True)
+    trial.report(0, loss=1.0)
+    time.sleep(2.5)
+    os._exit(1)
+
+
+def big_artifact(params: dict[str, Any], trial: Trial) -> dict[str, float]:
+    """Log a file larger than one artifact part (it travels in two)."""
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"orch-big-{os.getpid()}.bin")
+    with open(path, "wb") as file:
+        for i in range(9):
+            file.write(bytes([i + 1]) * 1_048_576)
+    try:
+        trial.log_artifact(path, name="big/blob.bin")
+    finally:
+        os.remove(path)
+    return {"loss": 0.0}

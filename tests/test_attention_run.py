@@ -107,7 +107,7 @@ class _PruneAt:
     def report(self, step: int, metrics: dict[str, float]) -> bool:
         return step >= self.step
 
-    def log_artifact(self, name: str, data: bytes) -> None:
+    def log_artifact(self, name: str, data: bytes, *, part: int = 0, last: bool = True) -> None:
         raise AssertionError("a pruned trial stores nothing")
 
     def set_tags(self, tags: dict[str, str]) -> None:

@@ -59,6 +59,18 @@ BAD_SPECS = {
         "space: {x: {type: float, low: 0, high: 1}}\n",
         "job 'jobs.quadratic:walk': module jobs.quadratic has no attribute 'walk'",
     ),
+    "billion laughs": (
+        "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10))
+        + "name: a\njob: jobs.quadratic:run\nobjective: {metric: loss}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\nfixed: {x2: *a9}\n",
+        "bad.yaml: refused: expands to more than 100,000 values",
+    ),
+    "long name": (
+        f"name: {'n' * 5000}\njob: jobs.quadratic:run\nobjective: {{metric: loss}}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\n",
+        "bad.yaml:1: name: String should have at most 200 characters",
+    ),
 }
 
 
@@ -301,3 +313,70 @@ def test_usage_errors_are_a_usage_line_and_exit_2(tmp_path, command, kind):
     assert re.match(expected, lines[-1]), done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+def _spec(tmp_path: Path, name: str, job: str, extra: str = "") -> Path:
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(
+        f"name: {name}\njob: tests.jobs_for_tests:{job}\nobjective: {{metric: loss}}\n"
+        "trials: 3\nparallel: 1\nsampler: {type: random, seed: 0}\n"
+        f"space: {{x: {{type: float, low: 0, high: 1}}}}\n{extra}"
+    )
+    return spec
+
+
+def _no_run_left_open(workspace: Path, name: str) -> None:
+    study = load(workspace, name)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    parent, children = runs(workspace, name)
+    assert parent.info.status != "RUNNING"
+    assert [r.info.run_name for r in children if r.info.status == "RUNNING"] == []
+
+
+def test_a_sweep_in_which_no_trial_completed_exits_5_with_a_summary_line(tmp_path):
+    spec = _spec(tmp_path, "doomed", "by_mode", "fixed: {mode: raise}\n")
+    done = orch("sweep", str(spec), "--workspace", str(tmp_path / "ws"))
+    assert done.returncode == 5, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "no trial of doomed completed (3 fail); first failure: trial 0: "
+        "RuntimeError: boom from the job"
+    )
+    assert "Traceback" not in done.stderr
+    as_json = orch("sweep", str(spec), "--workspace", str(tmp_path / "ws2"), "--json")
+    assert as_json.returncode == 5
+    assert json.loads(as_json.stdout)["first_failure"].startswith("trial 0: RuntimeError")
+
+
+def test_a_failed_report_is_a_sweep_problem_the_exit_code_shows(tmp_path):
+    spec = _spec(tmp_path, "blocked", "block_report", "fixed: {study: blocked}\n")
+    done = orch("sweep", str(spec), "--workspace", str(tmp_path / "ws"))
+    assert done.returncode == 4, done.stderr
+    assert "tracking problem: report:" in done.stderr
+    assert "blocked: the sweep finished with 1 problem(s)" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    assert load(tmp_path / "ws", "blocked").best_value is not None  # the trials are recorded
+    _no_run_left_open(tmp_path / "ws", "blocked")
+
+
+@pytest.mark.slow
+def test_a_lost_study_hub_closes_every_run_without_a_traceback_then_resume_finishes(tmp_path):
+    spec = _spec(tmp_path, "hubless", "kill_hub")
+    done = orch("sweep", str(spec), "--workspace", str(tmp_path / "ws"))
+    assert done.returncode == 4, done.stderr
+    assert "the study hub was lost" in done.stderr and "--resume" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    _no_run_left_open(tmp_path / "ws", "hubless")
+    resumed = orch(
+        "sweep",
+        str(spec),
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--resume",
+        "--set",
+        "job=tests.jobs_for_tests:by_mode",
+        "--set",
+        "fixed.mode=ok",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    _no_run_left_open(tmp_path / "ws", "hubless")

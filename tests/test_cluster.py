@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from orchestrator.cluster import (
     launcher_config,
     load_cluster_config,
     package_project,
+    prepare_submission,
     read_secret,
     resolve_token,
 )
@@ -156,8 +160,9 @@ def test_package_honours_gitignore_and_carries_provenance(tmp_path: Path) -> Non
     (project / "train.py").write_text("print('hi')\n")
     (project / "data" / "big.bin").write_bytes(b"0" * 1000)
     (project / ".gitignore").write_text("data/\n")
+    (project / "q.yaml").write_text((REPO / "search_spaces" / "quadratic.yaml").read_text())
     archive = tmp_path / "p.zip"
-    files, size = package_project(project, archive)
+    files, size = package_project(prepare_submission(project / "q.yaml"), archive)
     names = zipfile.ZipFile(archive).namelist()
     assert "train.py" in names and SUBMITTED_FILE in names
     assert not any(n.startswith("data") for n in names)
@@ -175,3 +180,99 @@ def test_package_honours_gitignore_and_carries_provenance(tmp_path: Path) -> Non
     assert found.tags["orch.submitted_from"] == str(project)
     assert found.files["code/git.diff"] == b"diff --git a/train.py"
     assert "submitted/env/pip-freeze.txt" in found.files and "env/pip-freeze.txt" in found.files
+
+
+def _setsid_sleep() -> subprocess.Popen:
+    """A process in a session of its own, as the daemons of a local cluster are."""
+    return subprocess.Popen(["sleep", "300"], start_new_session=True)
+
+
+def test_down_signals_only_processes_that_are_still_the_clusters_own(tmp_path: Path) -> None:
+    """A state file names sessions and a temp folder; after a reboot (or once the cluster's
+    processes ended and their ids were reused) they may be anyone's: `down` checks the boot
+    and each recorded process's start time before it signals, and deletes only a temp folder
+    orch made."""
+    from orchestrator.cluster import down
+    from orchestrator.cluster._processes import boot_id, session_record
+
+    stranger, ours = _setsid_sleep(), _setsid_sleep()
+    elsewhere = tmp_path / "not-a-cluster-dir"
+    elsewhere.mkdir()
+    try:
+        record = session_record(stranger.pid)
+        stale = {**record, "members": [[pid, start + 1] for pid, start in record["members"]]}
+        folder = ClusterFolder.of("c1")
+        ensure_secrets(folder)
+        state = {
+            "name": "c1",
+            "provider": "fake_multinode",
+            "boot_id": boot_id(),
+            "sessions": [stale],
+            "temp_dir": str(elsewhere),
+        }
+        folder.state_file.write_text(json.dumps(state))
+        said: list[str] = []
+        down("c1", say=said.append)
+        assert stranger.poll() is None  # same pid and session, another start time: not ours
+        assert elsewhere.is_dir()  # not a folder orch made: left alone
+        assert not folder.state_file.exists()
+        assert any("no longer its own" in line for line in said)
+        assert any(str(elsewhere) in line for line in said)
+
+        # Another boot: nothing recorded is ours, even with matching start times.
+        folder.state_file.write_text(json.dumps({**state, "sessions": [record], "boot_id": "x"}))
+        down("c1")
+        assert stranger.poll() is None
+
+        # The same boot and start time: that process is the cluster's, and it is stopped.
+        folder.state_file.write_text(json.dumps({**state, "sessions": [session_record(ours.pid)]}))
+        down("c1")
+        assert ours.wait(timeout=30) == -signal.SIGTERM
+        assert stranger.poll() is None
+    finally:
+        for process in (stranger, ours):
+            process.kill()
+            process.wait()
+
+
+def test_sweep_address_sends_a_token_only_to_its_own_cluster(tmp_path: Path) -> None:
+    """`orch sweep --address` never sends ~/.ray/auth_token (a local Ray's): only
+    RAY_AUTH_TOKEN(_PATH), or the token of the cluster orch cluster up started there."""
+    home = tmp_path / "user"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("a" * 64)  # some local Ray's token
+    folder = ClusterFolder(tmp_path / "orch-home" / "clusters" / "c1")
+    ensure_secrets(folder)
+    folder.state_file.write_text(json.dumps({"gcs_address": "127.0.0.1:6390"}))
+    probe = (
+        "import sys, ray\n"
+        "from orchestrator.credentials import use_cluster_token\n"
+        "from ray._raylet import AuthenticationTokenLoader, get_authentication_mode\n"
+        "use_cluster_token(sys.argv[1])\n"
+        "loader = AuthenticationTokenLoader.instance()\n"
+        "print(get_authentication_mode(), loader.get_raw_token() if loader.has_token() else None)\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "ORCH_"))},
+        "HOME": str(home),
+        "ORCH_HOME": str(tmp_path / "orch-home"),
+        "PYTHONPATH": str(REPO),
+    }
+
+    def token_sent(address: str, **extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, address],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[-1]
+
+    cluster_token = read_secret(folder.token_file)
+    assert token_sent("localhost:6390") == cluster_token
+    for elsewhere in ("10.0.0.7:6379", "127.0.0.1:6391"):
+        assert token_sent(elsewhere) == "None"
+        assert token_sent(elsewhere, RAY_AUTH_MODE="token") == "None"
+    assert token_sent("10.0.0.7:6379", RAY_AUTH_TOKEN="b" * 64) == "b" * 64

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -129,6 +131,11 @@ def test_submit_follow_then_results_on_the_laptop(cluster: dict[str, Any]) -> No
     (study,) = json.loads(status.stdout)["studies"]
     assert study["study"] == "quadratic"
     assert study["counts"]["COMPLETE"] + study["counts"]["PRUNED"] == 4
+    # A --storage given on the laptop reaches the head in a stores file (not on a command line).
+    storage = cluster["state"]["storage"]
+    explicit = orch("status", "--address", address, "--json", "--storage", storage, **laptop)
+    assert explicit.returncode == 0, explicit.stderr
+    assert [s["study"] for s in json.loads(explicit.stdout)["studies"]] == ["quadratic"]
     best = orch("best", "quadratic", "--address", address, "--json", **laptop)
     assert best.returncode == 0, best.stderr
     best_trial = json.loads(best.stdout)["best_trials"][0]
@@ -202,6 +209,26 @@ def _mlflow_runs(cluster: dict[str, Any]) -> list[dict[str, Any]]:
         return found
     finally:
         del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+
+
+def test_local_cluster_files_and_ports_are_private(cluster: dict[str, Any]) -> None:
+    """After a sweep (worker nodes up): Ray's files in a user-only folder, and every port of
+    every process of the cluster (GCS, raylets, agents, metrics, dashboard, MLflow) on
+    127.0.0.1 only."""
+    temp_dir = Path(cluster["state"]["temp_dir"])
+    assert stat.S_IMODE(temp_dir.stat().st_mode) == 0o700
+    assert temp_dir.stat().st_uid == os.getuid()
+    assert any(temp_dir.rglob("sockets"))  # Ray's sockets and logs are in there
+    pids = set(cluster_processes(cluster["state"]))
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True)
+    ports = []
+    for line in listening.stdout.splitlines():
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            ports.append(line.split()[3])
+    assert len(ports) >= 8, ports  # GCS, raylets, agents, dashboard, MLflow, ...
+    loopback = re.compile(r"^(127\.0\.0\.1|\[::1\]|\[::ffff:127\.0\.0\.1\]):\d+$")
+    assert [p for p in ports if not loopback.match(p)] == []
 
 
 def test_cluster_down_leaves_nothing_running(cluster: dict[str, Any]) -> None:

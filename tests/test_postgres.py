@@ -1,8 +1,7 @@
 """orch on a real PostgreSQL server (tests/postgres.py): both stores, resume, the result commands.
 
 The sweep tests check the rows in PostgreSQL itself, so they fail if anything quietly fell back
-to a sqlite file. Known gaps of today's code are strict xfails: each turns into a failure (to
-flip) once fixed.
+to a sqlite file. No URL's password may show in a message or an output.
 """
 
 from __future__ import annotations
@@ -255,10 +254,9 @@ def test_resume_on_postgres_tops_the_study_up(
     ) == [(6,)]
 
 
-# Known gaps of today's code (see NOTES-pg.md) ----------------------------------------------
+# Passwords masked, the database's own reason, an empty database (NOTES-pg.md 1-3) ---------
 
 
-@pytest.mark.xfail(strict=True, reason="study.py open_storage echoes the URL with its password")
 def test_storage_errors_do_not_echo_the_password(pg_db: PgDatabases) -> None:
     with pytest.raises(StudyError) as caught:
         open_storage(pg_db.server.url("no_such_database"), read_only=True)
@@ -266,7 +264,6 @@ def test_storage_errors_do_not_echo_the_password(pg_db: PgDatabases) -> None:
     assert not leaked
 
 
-@pytest.mark.xfail(strict=True, reason="open_storage reports any PG failure as 'during the commit'")
 def test_storage_errors_say_what_went_wrong(pg_db: PgDatabases) -> None:
     with pytest.raises(StudyError) as caught:
         open_storage(pg_db.server.url("no_such_database"), read_only=True)
@@ -274,13 +271,11 @@ def test_storage_errors_say_what_went_wrong(pg_db: PgDatabases) -> None:
     assert "does not exist" in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="read_only on an empty PG database is not 'no storage yet'")
 def test_status_on_an_empty_database_says_run_a_sweep_first(pg_db: PgDatabases) -> None:
     ran = orch("status", *stores(pg_db), secret=pg_db.server.password)
     assert ran.code == 2 and "run a sweep first" in ran.err
 
 
-@pytest.mark.xfail(strict=True, reason="status/best/sweep --json print the URLs with passwords")
 def test_result_commands_do_not_print_the_password(pg_sweep: PgSweep) -> None:
     dbs = pg_sweep.dbs
     for args in (("status", *stores(dbs)), ("status", "--json", *stores(dbs))):

@@ -261,3 +261,63 @@ def test_schema_is_json_schema_and_accepts_the_example(write_spec):
     for bad in ({"metric": "r"}, {"metric": "r", "below": 1, "above": 2}, {**rule, "blow": 1}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**yaml.safe_load(ISSUE_EXAMPLE), "stop_when": [bad]}, schema)
+
+
+def _billion_laughs() -> str:
+    """Nine levels of ten aliases: 10**9 strings once expanded, 1 KB as text."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 10):
+        refs = ", ".join([f"*a{level - 1}"] * 10)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "\n".join(lines) + "\n" + MINIMAL + "fixed: {bomb: *a9}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_billion_laughs(), "refused: expands to more than 100,000 values"),
+        (MINIMAL + "fixed: {x: &a [1, *a]}\n", "refused: an alias refers to a value that contains"),
+        (
+            MINIMAL + "fixed:\n  a: &s 1\n" + "".join(f"  b{i}: *s\n" for i in range(1001)),
+            "refused: more than 1,000 aliases",
+        ),
+        (MINIMAL + "fixed: {deep: " + "[" * 150 + "]" * 150 + "}\n", "nested more than 100"),
+        (MINIMAL + "# " + "x" * 1_000_001 + "\n", "over 1,000,000 bytes"),
+    ],
+)
+def test_hostile_yaml_is_refused_before_it_expands(write_spec, text, expected):
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(text))
+    message = str(info.value)
+    assert message.startswith(str(write_spec("", name="x.yaml").parent / "spec.yaml"))
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_an_endless_file_is_refused_without_reading_it_all(tmp_path):
+    with pytest.raises(SpecError, match=r"/dev/zero: over 1,000,000 bytes"):
+        load_spec("/dev/zero")
+
+
+def test_names_longer_than_mlflow_optuna_ray_or_the_file_system_take_are_refused(write_spec):
+    from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH
+
+    from orchestrator.spec import MAX_KEY_LENGTH, MAX_NAME_LENGTH
+
+    assert MAX_KEY_LENGTH == MAX_ENTITY_KEY_LENGTH
+    # The study name is in Ray's job log file name: job-driver-orch-NAME-DATE-TIME-HEX.log.
+    assert len(f"job-driver-orch-{'n' * MAX_NAME_LENGTH}-20260101-000000-abcd.log") <= 255
+    assert load_spec(write_spec(MINIMAL.replace("toy", "n" * MAX_NAME_LENGTH))).name
+    cases = {
+        MINIMAL.replace("toy", "n" * 5000): "spec.yaml:1: name: String should have at most 200",
+        MINIMAL.replace("  x:", f"  {'p' * 251}:"): "parameter name of 251 characters; MLflow",
+        MINIMAL.replace("  x:", "  'a@b':"): "parameter name 'a@b': MLflow takes letters",
+        MINIMAL.replace("  x:", "  'a/../b':"): "MLflow refuses path-like names",
+        MINIMAL + f"fixed: {{{'f' * 300}: 1}}\n": "parameter name of 300 characters",
+        MINIMAL.replace("metric: loss", f"metric: {'m' * 251}"): "metric name of 251 characters",
+        MINIMAL + f"tags: {{{'t' * 251}: v}}\n": "tag name of 251 characters",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(SpecError) as info:
+            load_spec(write_spec(text))
+        assert expected in str(info.value) and "\n" not in str(info.value)

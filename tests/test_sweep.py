@@ -117,6 +117,47 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, write_spec)
     assert all(r.info.status != "RUNNING" for r in children)
 
 
+def test_a_worker_that_dies_keeps_its_output_and_its_real_duration(tmp_path, write_spec):
+    """The job prints, then its process ends at once (os._exit, as a segfault or an OOM kill):
+    what it printed is on its run already, and the trial's duration is the time it ran."""
+    spec = write_spec(
+        """
+        name: crashing
+        job: tests.jobs_for_tests:exit_hard
+        objective: {metric: loss}
+        trials: 1
+        retries: 0
+        space: {x: {type: float, low: 0, high: 1}}
+        """
+    )
+    sweep(spec, workspace=tmp_path)
+    (trial,) = load(tmp_path, "crashing").trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["orch.duration_s"] >= 2.5
+    run_id = trial.user_attrs["mlflow_run_id"]
+    folder = client(tmp_path).download_artifacts(run_id, "", str(tmp_path / "dl"))
+    assert "printed before the crash" in Path(folder, "output.log").read_text()
+
+
+def test_a_large_artifact_travels_in_parts_and_arrives_whole(tmp_path, write_spec):
+    spec = write_spec(
+        """
+        name: bigfile
+        job: tests.jobs_for_tests:big_artifact
+        objective: {metric: loss}
+        trials: 1
+        space: {x: {type: float, low: 0, high: 1}}
+        """
+    )
+    sweep(spec, workspace=tmp_path)
+    (trial,) = load(tmp_path, "bigfile").trials
+    assert trial.state == TrialState.COMPLETE
+    run_id = trial.user_attrs["mlflow_run_id"]
+    local = client(tmp_path).download_artifacts(run_id, "big/blob.bin", str(tmp_path / "dl"))
+    expected = b"".join(bytes([i + 1]) * 1_048_576 for i in range(9))
+    assert Path(local).read_bytes() == expected
+
+
 def test_pruner_stops_bad_trials_across_processes(tmp_path, write_spec):
     spec = write_spec(
         """

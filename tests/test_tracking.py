@@ -44,3 +44,34 @@ def test_params_of_a_quiet_trial_are_written_by_the_flusher(tmp_path: Path) -> N
     run = client.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.params == {"depth": "3"}
     assert tracker.close() == []
+
+
+def test_with_mlflow_down_the_tracker_holds_a_bounded_queue_and_says_so(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A real MLflow server that goes away mid-sweep: metrics wait in a bounded queue, the
+    excess is dropped and counted, and the problems come back as a few clear lines (the
+    server's URL masked), not one per flush."""
+    from orchestrator.results import start_mlflow_ui
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()  # creates the store
+    server = start_mlflow_ui(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", port=0)
+    uri = server.url.replace("http://", "http://admin:s3cret-pw@")
+    tracker = Tracker(tracking_uri=uri, experiment="t", flush_interval_s=0.1, max_pending=50)
+    tracker.start_trial("0.0", run_name="t0", params={}, tags={})
+    tracker.log_metrics("0.0", 0, {"loss": 1.0}, 0)
+    tracker.flush()
+    server.stop()
+    for step in range(1, 201):
+        tracker.log_metrics("0.0", step, {"loss": 1.0 / step}, step)
+    time.sleep(1.5)  # flushes fail meanwhile
+    problems = tracker.close()
+    assert "s3cret-pw" not in "\n".join(problems)
+    where = server.url.replace("http://", "http://admin:***@")
+    assert f"150 metrics dropped: MLflow at {where} did not take them" in problems[-2]
+    assert problems[-1] == f"50 metrics not written: MLflow at {where} did not take them"
+    failed = [line for line in problems if line.startswith(f"MLflow at {where} did not take")]
+    assert len(failed) == 1 and "times)" in failed[0]
+    assert len(problems) <= 4, problems

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Address",
     "Dashboard",
+    "DryRun",
     "Json",
     "Set",
     "Spec",
@@ -56,6 +57,14 @@ Workspace = Annotated[
     typer.Option(help="Folder for the default stores (env ORCH_WORKSPACE; default ./.orch)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="List every file that would be uploaded (with sizes) and the command that would "
+        "run; contact no cluster.",
+    ),
+]
 Address = Annotated[
     str | None,
     typer.Option(help="Ray cluster: ray://HOST:10001, auto or HOST:PORT (env RAY_ADDRESS)."),
@@ -93,10 +102,11 @@ class Stores:
             storage=self.storage, tracking_uri=self.tracking_uri, workspace=self.workspace
         )
 
-    def as_arguments(self) -> list[str]:
-        """The store options given, as words for ``orch`` on a cluster's head."""
-        given = (("--storage", self.storage), ("--tracking-uri", self.tracking_uri))
-        return [f"{flag}={value}" for flag, value in given if value]
+    def given(self) -> dict[str, str]:
+        """The store URLs given (``storage``, ``tracking_uri``), for ``orch`` on a cluster's
+        head: they travel in a stores file, never on its command line."""
+        given = (("storage", self.storage), ("tracking_uri", self.tracking_uri))
+        return {key: value for key, value in given if value}
 
 
 def _store_options(

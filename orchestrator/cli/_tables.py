@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli._app import out
+from orchestrator.errors import redact
 from orchestrator.workspace import resolve_locations, sqlite_path
 
 __all__ = [
@@ -103,7 +104,7 @@ def ui_command_for(study: str, tracking_uri: str) -> str:
     elif database and resolve_locations(workspace=database.parent).tracking_uri == tracking_uri:
         words.append(f"--workspace={database.parent}")
     else:
-        words.append(f"--tracking-uri={tracking_uri}")
+        words.append(f"--tracking-uri={redact(tracking_uri)}")
     return " ".join(words)
 
 

@@ -12,7 +12,9 @@ from rich.table import Table
 
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
+from orchestrator.cli._exits import SWEEP_EXIT_CODES
 from orchestrator.cli._forward import as_arguments, with_options_of
+from orchestrator.cli._shipment import print_submission
 from orchestrator.cli._tables import print_json
 from orchestrator.cli.sweep import sweep_command
 from orchestrator.errors import ClusterError
@@ -159,6 +161,7 @@ def submit_command(
     allow_version_mismatch: Annotated[
         bool, typer.Option(help="Submit even if orch, Ray or Python differ from the head's.")
     ] = False,
+    dry_run: opt.DryRun = False,
     **sweep_options: Any,
 ) -> None:
     """Run `orch sweep SPEC` on a cluster as a Ray job: ships this project, prints the job id.
@@ -166,17 +169,20 @@ def submit_command(
     Takes every option of `orch sweep` (but --address, the cluster's own) and passes it on;
     --storage, --tracking-uri and --workspace are as the head sees them.
     """
-    from orchestrator.cluster import connect, submit
+    from orchestrator.cluster import connect, prepare_submission, submit
 
-    conn = connect(address=address, token_file=token_file)
-    job_id = submit(
+    stores = {key: sweep_options.pop(key, None) for key in ("storage", "tracking_uri")}
+    submission = prepare_submission(
         spec,
-        conn=conn,
         overrides=sweep_options.get("set_") or [],
         sweep_args=as_arguments(sweep_command, {**sweep_options, "set_": None}),
-        allow_version_mismatch=allow_version_mismatch,
-        say=_say,
+        stores=stores,
     )
+    if dry_run:
+        print_submission(submission)
+        return
+    conn = connect(address=address, token_file=token_file)
+    job_id = submit(submission, conn=conn, allow_version_mismatch=allow_version_mismatch, say=_say)
     sys.stdout.write(job_id + "\n")
     sys.stdout.flush()
     if follow:
@@ -253,7 +259,7 @@ def _follow(conn: Connection, job_id: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    from orchestrator.cluster import Detached, follow
+    from orchestrator.cluster import Detached, follow, job_exit_code
 
     try:
         status = follow(conn, job_id, write=write)
@@ -261,6 +267,10 @@ def _follow(conn: Connection, job_id: str) -> None:
         _say(f"detached; {job_id} keeps running (orch logs {job_id} --follow, orch stop {job_id})")
         return
     if status == "FAILED":
+        code = job_exit_code(conn, job_id)
+        if code is not None and code in SWEEP_EXIT_CODES:  # the sweep said why: pass it on
+            _say(f"job {job_id} failed: {SWEEP_EXIT_CODES[code]} (exit code {code})")
+            raise typer.Exit(code)
         raise ClusterError(f"job {job_id} failed (orch logs {job_id} has its output)")
     if status == "STOPPED":
         _say(f"job {job_id} was stopped")

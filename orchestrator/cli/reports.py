@@ -11,9 +11,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator._net import without_credentials
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import print_json, short
+from orchestrator.errors import redact
 
 
 @app.command("export")
@@ -135,7 +137,7 @@ def replay_command(
                 d.name, *(_num(v) for v in (d.original, d.replay, d.abs_diff)), _percent(d.rel_diff)
             )
         out.print(table)
-        where_text = result.link.url or f"{where.tracking_uri} ({result.link.path})"
+        where_text = result.link.url or f"{redact(where.tracking_uri)} ({result.link.path})"
         out.print(
             f"replay run {result.run_id} (tag orch.replay_of={run_id}): {where_text}",
             soft_wrap=True,
@@ -214,13 +216,22 @@ def ui_command(
     )
 
     where = stores.locations()
+    if is_server(where.tracking_uri) and not optuna_:
+        out.print(
+            f"MLflow UI: {redact(where.tracking_uri)} (the tracking store is a server already)",
+            markup=False,
+        )
+        _print_study_pages(
+            without_credentials(where.tracking_uri).rstrip("/"), where.tracking_uri, study
+        )
+        return
+    # Handlers first: the server is stopped on Ctrl-C, kill or a closed terminal from the moment
+    # it exists (it runs in a session of its own, on a leash that also ends it if orch dies).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     if optuna_:
         server = start_optuna_dashboard(storage_url=where.storage, host=host, port=port)
         store = where.storage
-    elif is_server(where.tracking_uri):
-        out.print(f"MLflow UI: {where.tracking_uri} (the tracking store is a server already)")
-        _print_study_pages(where.tracking_uri.rstrip("/"), where.tracking_uri, study)
-        return
     else:
         if study is not None:  # checked before anything starts
             _study_pages(where.tracking_uri, where.tracking_uri, study)
@@ -231,7 +242,8 @@ def ui_command(
         if not optuna_:
             _print_study_pages(server.url, where.tracking_uri, study)
         out.print(
-            f"serving {store} (pid {server.process.pid}, log {server.log_path}); Ctrl-C to stop",
+            f"serving {redact(store)} (pid {server.process.pid}, log {server.log_path}); "
+            "Ctrl-C to stop",
             soft_wrap=True,
             markup=False,
             highlight=False,
@@ -243,8 +255,6 @@ def ui_command(
                 markup=False,
             )
         sys.stdout.flush()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the server has its own
-            signal.signal(sig, _interrupt)  # session: stop it on Ctrl-C, kill or a closed terminal
         try:
             code = server.wait()
         except KeyboardInterrupt:
@@ -265,7 +275,9 @@ def _study_pages(base_url: str, tracking_uri: str, study: str | None) -> dict[st
 
     pages = experiment_urls(base_url, tracking_uri, study=study)
     if study is not None and not pages:
-        raise OrchError(f"ui: no study {study!r} in {tracking_uri}; run a sweep of it first")
+        raise OrchError(
+            f"ui: no study {study!r} in {redact(tracking_uri)}; run a sweep of it first"
+        )
     return pages
 
 

@@ -28,6 +28,7 @@ from orchestrator.cli._tables import (
     short,
     ui_command_for,
 )
+from orchestrator.errors import one_line, redact
 from orchestrator.workspace import sqlite_path
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ def status_command(
                 "--watch reads the storage itself; run it on the head, or drop --address",
                 param_hint="--watch",
             )
-        args = ["status", *([study] if study else []), *stores.as_arguments(), *["--json"] * json_]
-        _on_head(address, token_file, args)
+        args = ["status", *([study] if study else []), *["--json"] * json_]
+        _on_head(address, token_file, args, stores)
         return
     from orchestrator.results import StatusReader
 
@@ -80,7 +81,11 @@ def status_command(
     if json_:
         studies = [s.to_dict() for s in reader.read(study)]
         print_json(
-            {"storage": where.storage, "tracking_uri": where.tracking_uri, "studies": studies}
+            {
+                "storage": redact(where.storage),
+                "tracking_uri": redact(where.tracking_uri),
+                "studies": studies,
+            }
         )
         return
     if not watch:
@@ -109,9 +114,9 @@ def best_command(
 ) -> None:
     """The best trial(s) of a study, or its Pareto front, with links to their MLflow runs."""
     if address:
-        args = ["best", study, f"--top={top}", *stores.as_arguments(), *["--json"] * json_]
+        args = ["best", study, f"--top={top}", *["--json"] * json_]
         args += [f"--ui-url={ui_url}"] * bool(ui_url)
-        _on_head(address, token_file, args)
+        _on_head(address, token_file, args, stores)
         return
     from orchestrator.results import best_summary, read_study
 
@@ -134,11 +139,12 @@ def best_command(
         err.print(problem, style="yellow", markup=False, highlight=False)
 
 
-def _on_head(address: str, token_file: Path | None, args: list[str]) -> None:
+def _on_head(address: str, token_file: Path | None, args: list[str], stores: opt.Stores) -> None:
     """Run ``orch ARGS`` on the cluster's head, where its study storage is; print its output."""
     from orchestrator.cluster import connect, run_on_head
 
-    sys.stdout.write(run_on_head(connect(address=address, token_file=token_file), args))
+    conn = connect(address=address, token_file=token_file)
+    sys.stdout.write(run_on_head(conn, args, stores=stores.given()))
 
 
 def _watch(reader: StatusReader, study: str | None, storage: str, interval: float) -> None:
@@ -152,8 +158,7 @@ def _watch(reader: StatusReader, study: str | None, storage: str, interval: floa
                     last = _render(reader.read(study), storage)
                     view: RenderableType = last
                 except Exception as exc:  # e.g. the storage is busy or not created yet
-                    problem = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    failed = f"refresh failed: {type(exc).__name__}: {problem}"
+                    failed = f"refresh failed: {one_line(exc, with_type=True)}"
                     view = Group(last, Text(failed, style="red"))
                 stamp = datetime.now().strftime("%H:%M:%S")
                 live.update(
@@ -227,7 +232,7 @@ def _shown_storage(storage: str) -> str:
     """A sqlite storage as its file, relative to the current folder when inside it."""
     database = sqlite_path(storage)
     if database is None:
-        return storage
+        return redact(storage)
     with contextlib.suppress(ValueError):
         return str(database.relative_to(Path.cwd()))
     return str(database)

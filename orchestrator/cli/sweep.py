@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from orchestrator.cli import _exits as exits
 from orchestrator.cli import _options as opt
 from orchestrator.cli._app import app, err, out
 from orchestrator.cli._tables import (
@@ -18,6 +22,7 @@ from orchestrator.cli._tables import (
     print_links,
     ui_command_for,
 )
+from orchestrator.errors import redact
 
 
 @app.command("sweep")
@@ -32,6 +37,7 @@ def sweep_command(
     address: opt.Address = None,
     resume: Annotated[bool, typer.Option(help="Continue the study of the same name.")] = False,
     json_: opt.Json = False,
+    dry_run: opt.DryRun = False,
     *,
     stores: opt.Stores,
 ) -> None:
@@ -41,6 +47,9 @@ def sweep_command(
     from orchestrator.spec import prepare_sweep
 
     prepared = prepare_sweep(spec, overrides=set_ or [], trials=trials, parallel=parallel)
+    if dry_run:
+        _print_dry_run(prepared.project, address)
+        return
     kwargs: dict[str, Any] = dict(
         storage=stores.storage,
         tracking_uri=stores.tracking_uri,
@@ -58,8 +67,34 @@ def sweep_command(
     except SweepInterrupted as exc:
         _print_result(exc.result, json_=json_)
         err.print(str(exc), style="yellow", markup=False, highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exits.INTERRUPTED) from None
     _print_result(result, json_=json_)
+    _exit_with_status(result)
+
+
+def _exit_with_status(result: Any) -> None:
+    """Exit non-zero, with one line saying why, when no trial completed or problems were met."""
+    if not result.counts.get("COMPLETE"):
+        ended = ", ".join(f"{v} {k.lower()}" for k, v in result.counts.items() if v) or "none"
+        first = f"; first failure: {result.first_failure}" if result.first_failure else ""
+        err.print(
+            f"no trial of {result.study} completed ({ended}){first}",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(exits.NO_TRIAL_COMPLETED)
+    if result.errors:
+        err.print(
+            f"{result.study}: the sweep finished with {len(result.errors)} problem(s) "
+            "(above); its trials are recorded",
+            style="red",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(exits.SWEEP_PROBLEMS)
 
 
 @app.command("validate")
@@ -84,6 +119,25 @@ def schema_command() -> None:
     sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
 
 
+def _print_dry_run(project: Path, address: str | None) -> None:
+    """What ``orch sweep --dry-run`` prints: the package a cluster would get, the command."""
+    from orchestrator.cli._shipment import print_shipment
+    from orchestrator.shipping import plan
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    command = redact(shlex.join(["orch", *(a for a in sys.argv[1:] if a != "--dry-run")]))
+    if address:
+        print_shipment(plan(project))
+        lines = [
+            f"command (the driver runs here; trials run on {address} in the uploaded folder):",
+            f"  {command}",
+        ]
+    else:
+        lines = [f"runs on a local Ray here: nothing is uploaded. command: {command}"]
+    for line in [*lines, "dry run: nothing was started"]:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_result(result: Any, *, json_: bool) -> None:
     if json_:
         print_json(result.to_dict())
@@ -99,6 +153,6 @@ def _print_result(result: Any, *, json_: bool) -> None:
     )
     print_links(summary, command=ui_command_for(result.study, result.tracking_uri))
     for problem in [*result.errors, *summary["problems"]]:
-        err.print(f"tracking problem: {problem}", style="red", markup=False)
+        err.print(f"tracking problem: {redact(problem)}", style="red", markup=False)
     for warning in result.warnings:
         err.print(f"warning: {warning}", style="yellow", markup=False)

@@ -10,7 +10,6 @@ from orchestrator.cluster._launch import (
     LOCAL_PROVIDER,
     ClusterConfig,
     OrchSettings,
-    cluster_processes,
     down,
     launcher_config,
     load_cluster_config,
@@ -19,7 +18,28 @@ from orchestrator.cluster._launch import (
     status,
     up,
 )
-from orchestrator.cluster._secrets import (
+from orchestrator.cluster._processes import cluster_processes
+from orchestrator.cluster._submit import (
+    Connection,
+    Detached,
+    HeadInfo,
+    Submission,
+    check_versions,
+    connect,
+    follow,
+    head_info,
+    job_exit_code,
+    job_logs,
+    job_status,
+    list_jobs,
+    local_versions,
+    package_project,
+    prepare_submission,
+    run_on_head,
+    stop_job,
+    submit,
+)
+from orchestrator.credentials import (
     CREDENTIALS_ENV,
     MLFLOW_PASSWORD_FILE,
     MLFLOW_USER,
@@ -34,23 +54,6 @@ from orchestrator.cluster._secrets import (
     secure_ray_token_file,
     write_secret,
 )
-from orchestrator.cluster._submit import (
-    Connection,
-    Detached,
-    HeadInfo,
-    check_versions,
-    connect,
-    follow,
-    head_info,
-    job_logs,
-    job_status,
-    list_jobs,
-    local_versions,
-    package_project,
-    run_on_head,
-    stop_job,
-    submit,
-)
 
 __all__ = [
     "CREDENTIALS_ENV",
@@ -63,6 +66,7 @@ __all__ = [
     "Detached",
     "HeadInfo",
     "OrchSettings",
+    "Submission",
     "apply_mlflow_credentials",
     "bearer_headers",
     "check_versions",
@@ -72,6 +76,7 @@ __all__ = [
     "ensure_secrets",
     "follow",
     "head_info",
+    "job_exit_code",
     "job_logs",
     "job_status",
     "known_clusters",
@@ -82,6 +87,7 @@ __all__ = [
     "node_env",
     "orch_home",
     "package_project",
+    "prepare_submission",
     "read_secret",
     "resolve_token",
     "run_on_head",

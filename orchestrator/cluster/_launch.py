@@ -22,27 +22,34 @@ import contextlib
 import copy
 import json
 import os
+import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from orchestrator._net import free_port, http_ok, reachable_host
-from orchestrator.cluster._secrets import (
+from orchestrator._net import LOCALHOST, free_port, http_ok, reachable_host
+from orchestrator.cluster._processes import (
+    boot_id,
+    cluster_processes,
+    session_record,
+    stop_processes,
+)
+from orchestrator.credentials import (
     CREDENTIALS_ENV,
     MLFLOW_KEY_FILE,
     MLFLOW_PASSWORD_FILE,
     MLFLOW_USER,
     ClusterFolder,
     bearer_headers,
+    check_cluster_name,
     ensure_secrets,
     known_clusters,
     read_secret,
@@ -55,7 +62,6 @@ __all__ = [
     "LOCAL_PROVIDER",
     "ClusterConfig",
     "OrchSettings",
-    "cluster_processes",
     "down",
     "launcher_config",
     "load_cluster_config",
@@ -69,7 +75,6 @@ LOCAL_PROVIDER = "fake_multinode"
 #: Where the launcher route mounts the secrets folder on every node.
 REMOTE_SECRETS = "~/.orch/cluster/secrets"
 _START_TIMEOUT_S = 120.0
-_STOP_GRACE_S = 5.0
 #: Keys the autoscaler reads that ``ray up`` would fill in from a provider's defaults.
 _AUTOSCALER_DEFAULTS: dict[str, Any] = {
     "max_workers": 2,
@@ -141,8 +146,7 @@ def load_cluster_config(path: str | Path) -> ClusterConfig:
     if not isinstance(data, dict):
         raise ClusterError(f"{file}: a cluster config is a YAML mapping (the file `ray up` takes)")
     name = data.get("cluster_name")
-    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise ClusterError(f"{file}: cluster_name must be letters, digits, - or _ (got {name!r})")
+    check_cluster_name(name if isinstance(name, str) else "", where=f"{file}: cluster_name")
     provider = data.get("provider")
     if not isinstance(provider, dict) or not provider.get("type"):
         raise ClusterError(f"{file}: provider.type is required (fake_multinode, aws, gcp, ...)")
@@ -201,8 +205,8 @@ def down(target: str | Path, *, say: Say = lambda _: None) -> dict[str, Any]:
     if state is None:
         raise ClusterError(f"cluster {name!r} is not up (no {folder.state_file})")
     if state["provider"] == LOCAL_PROVIDER:
-        _stop_processes(state, say)
-        shutil.rmtree(state["temp_dir"], ignore_errors=True)
+        stop_processes(state, say)
+        _remove_temp_dir(state.get("temp_dir"), state["name"], say)
     else:
         from ray.autoscaler.sdk import teardown_cluster
 
@@ -223,10 +227,46 @@ def status() -> list[dict[str, Any]]:
 
 
 def _cluster_name(target: str | Path) -> str:
+    """The cluster of a config file (``*.yaml``, or any file), else ``target`` as a name.
+
+    Raises:
+        InputError: ``target`` is neither a config file nor a cluster name (a path, ...).
+    """
     path = Path(target)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():
         return load_cluster_config(path).name
-    return str(target)
+    return check_cluster_name(str(target))
+
+
+def _temp_dir(name: str) -> Path:
+    """A new user-only folder for a local cluster's Ray files (logs, sockets, shipped code).
+
+    Ray makes its own temp dir world-writable (0777): it goes inside this one, which only its
+    user can enter. Short, for Ray's socket paths (at most 107 bytes).
+    """
+    folder = Path(tempfile.gettempdir()) / f"orch-{name[:16]}-{os.urandom(3).hex()}"
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o700)  # whatever the umask
+    return folder
+
+
+def _remove_temp_dir(recorded: Any, name: str, say: Say) -> None:
+    """Remove a local cluster's temp folder, if the state names one orch made (a state file
+    could name any folder): ``orch-NAME-HEX`` under the temp dir, this user's, not a link."""
+    if not isinstance(recorded, str):
+        return
+    folder = Path(recorded)
+    made_by_orch = (
+        re.fullmatch(rf"orch-{re.escape(name[:16])}-[0-9a-f]{{6}}", folder.name) is not None
+        and folder.parent == Path(tempfile.gettempdir())
+        and folder.is_dir()
+        and not folder.is_symlink()
+        and folder.stat().st_uid == os.getuid()
+    )
+    if made_by_orch:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif folder.exists():
+        say(f"left {folder} alone: not a temp folder orch made for {name}")
 
 
 def _alive(state: dict[str, Any]) -> bool:
@@ -249,7 +289,7 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
     gcs_port, client_port, agent_port = free_port(), free_port(), free_port()
     dashboard_port = settings.dashboard_port or free_port()
     mlflow_port = settings.mlflow_port or free_port()
-    temp_dir = Path(tempfile.gettempdir()) / f"orch-{config.name[:24]}-{os.urandom(3).hex()}"
+    temp_dir = _temp_dir(config.name)
     rendered = folder.path / "ray-cluster.yaml"
     write_secret(rendered, yaml.safe_dump(_local_config(config, gcs_port), sort_keys=False))
     storage = settings.storage or f"sqlite:///{folder.path / 'optuna.db'}"
@@ -261,52 +301,58 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
         "address": f"http://{reachable_host(settings.dashboard_host)}:{dashboard_port}",
         "tracking_uri": f"http://{reachable_host(settings.mlflow_host)}:{mlflow_port}",
         "storage": storage,
-        "gcs_address": f"127.0.0.1:{gcs_port}",
+        "gcs_address": f"{LOCALHOST}:{gcs_port}",
         "temp_dir": str(temp_dir),
+        "boot_id": boot_id(),
         "sessions": [],
         "started_at": time.time(),
     }
     try:
         say(f"starting MLflow (basic auth) on {settings.mlflow_host}:{mlflow_port}")
-        state["sessions"].append(
-            start_mlflow(
-                secrets_dir=folder.secrets,
-                data_dir=folder.path,
-                host=settings.mlflow_host,
-                port=mlflow_port,
-                backend_store_uri=settings.backend_store_uri,
-                wait=False,
-            )
+        mlflow_session = start_mlflow(
+            secrets_dir=folder.secrets,
+            data_dir=folder.path,
+            host=settings.mlflow_host,
+            port=mlflow_port,
+            backend_store_uri=settings.backend_store_uri,
+            wait=False,
         )
+        state["sessions"].append(session_record(mlflow_session))
         _write_state(folder, state)  # so `down` finds what is already running
         say(f"starting the Ray head (token auth) with dashboard on {state['address']}")
         head_env = {
             "RAY_FAKE_CLUSTER": "1",
+            # Every node of a local cluster on 127.0.0.1: Ray then binds its agents, metrics
+            # and client server there (`--node-ip-address=127.0.0.1` alone is replaced by
+            # the machine's address).
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "ORCH_STORAGE": storage,
             "MLFLOW_TRACKING_URI": tracking_uri,
         }
-        state["sessions"].append(
-            _start_head(
-                config,
-                folder,
-                env=node_env(folder.secrets, extra=head_env),
-                args=[
-                    f"--port={gcs_port}",
-                    f"--dashboard-host={settings.dashboard_host}",
-                    f"--dashboard-port={dashboard_port}",
-                    f"--ray-client-server-port={client_port}",
-                    f"--dashboard-agent-listen-port={agent_port}",
-                    f"--temp-dir={temp_dir}",
-                    f"--autoscaling-config={rendered}",
-                ],
-            )
+        head_session = _start_head(
+            config,
+            folder,
+            env=node_env(folder.secrets, extra=head_env),
+            args=[
+                f"--port={gcs_port}",
+                f"--dashboard-host={settings.dashboard_host}",
+                f"--dashboard-port={dashboard_port}",
+                f"--ray-client-server-port={client_port}",
+                f"--dashboard-agent-listen-port={agent_port}",
+                f"--temp-dir={temp_dir / 'ray'}",
+                f"--autoscaling-config={rendered}",
+            ],
         )
+        state["sessions"].append(session_record(head_session))
         _write_state(folder, state)
         token = read_secret(folder.token_file)
         _wait_http(f"{state['address']}/api/version", bearer_headers(token), "the Ray dashboard")
         _wait_http(f"{state['tracking_uri']}/health", {}, "the MLflow server")
+        # Now that both serve: every process of their sessions, for `down` to recognise.
+        state["sessions"] = [session_record(s) for s in (mlflow_session, head_session)]
+        _write_state(folder, state)
     except BaseException:
-        _stop_processes(state, say)
+        stop_processes(state, say)
         shutil.rmtree(temp_dir, ignore_errors=True)
         folder.state_file.unlink(missing_ok=True)
         raise
@@ -409,6 +455,8 @@ def start_mlflow(
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": read_secret(secrets_dir / MLFLOW_KEY_FILE),
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # By environment: a database password would show on the command line.
+            "MLFLOW_BACKEND_STORE_URI": backend_store_uri,
         }
     )
     mlflow = Path(sys.executable).parent / "mlflow"
@@ -418,7 +466,6 @@ def start_mlflow(
         "--app-name=basic-auth",
         f"--host={host}",
         f"--port={port}",
-        f"--backend-store-uri={backend_store_uri}",
         "--serve-artifacts",
         f"--artifacts-destination={artifacts}",
         "--workers=1",
@@ -480,68 +527,6 @@ def launcher_config(config: ClusterConfig, folder: ClusterFolder) -> dict[str, A
     mounts[REMOTE_SECRETS] = str(folder.secrets)
     data["file_mounts"] = mounts
     return data
-
-
-# Processes of a local cluster ----------------------------------------------------------------
-
-
-def cluster_processes(state: dict[str, Any]) -> list[int]:
-    """Live processes of a local cluster: its sessions and every descendant of them."""
-    sessions = set(state.get("sessions") or [])
-    if not sessions:
-        return []
-    table = _process_table()
-    found = {pid for pid, (_, sid) in table.items() if sid in sessions}
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    todo = list(found)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return sorted(found)
-
-
-def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, session id) of every live (non-zombie) process."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X"):
-            table[int(entry)] = (int(fields[1]), int(fields[3]))
-    return table
-
-
-def _stop_processes(state: dict[str, Any], say: Say) -> None:
-    pids = cluster_processes(state)
-    if not pids:
-        return
-    say(f"stopping {len(pids)} processes of {state['name']}")
-    _signal(pids, signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_GRACE_S
-    while time.monotonic() < deadline and cluster_processes(state):
-        time.sleep(0.25)
-    _signal(cluster_processes(state), signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and cluster_processes(state):
-        time.sleep(0.1)
-    left = cluster_processes(state)
-    if left:
-        raise ClusterError(f"processes {left} of {state['name']} would not stop")
-
-
-def _signal(pids: Iterable[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
 
 
 # Small helpers -------------------------------------------------------------------------------

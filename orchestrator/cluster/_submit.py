@@ -8,6 +8,7 @@ cluster's token as a bearer header. A sweep job ships the project folder (as Ray
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,35 +18,38 @@ import shlex
 import sys
 import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cluster._secrets import bearer_headers, known_clusters, resolve_token
+from orchestrator.credentials import bearer_headers, known_clusters, resolve_token, write_secret
 from orchestrator.errors import ClusterError, one_line
 from orchestrator.names import JobMeta
 from orchestrator.provenance import SUBMITTED_FILE, collect, package_version
-from orchestrator.shipping import EXCLUDES
+from orchestrator.shipping import IGNORE_FILE, Shipment, plan, write_package
 from orchestrator.spec import load_spec
 from orchestrator.trial import project_root
+from orchestrator.workspace import STORES_FILE, STORES_FILE_ENV
 
 __all__ = [
     "Connection",
     "Detached",
     "HeadInfo",
+    "Submission",
     "check_versions",
     "connect",
     "follow",
     "head_info",
     "head_python",
+    "job_exit_code",
     "job_logs",
     "job_status",
     "list_jobs",
     "local_versions",
     "package_project",
+    "prepare_submission",
     "run_on_head",
     "stop_job",
     "submit",
@@ -69,6 +73,8 @@ _PROBE = (
 )
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 _POLL_S = 1.0
+#: Ray's last line about setting a job up, before the entrypoint's own output.
+_ENTRYPOINT_LINE = "Running entrypoint for job "
 #: Ray's job monitor checks each supervisor actor this often (JobManager, Ray 2.60: 1 s).
 _MONITOR_PERIOD_S = 1.5
 
@@ -155,7 +161,7 @@ def _translated(address: str) -> Iterator[None]:
             f"{address} requires a Ray token (401 Unauthorized): set RAY_AUTH_TOKEN, "
             "pass --token-file, or submit from the machine that ran orch cluster up"
         ) from None
-    except ConnectionError as exc:
+    except (ConnectionError, OSError) as exc:  # requests' and aiohttp's errors are OSErrors
         raise ClusterError(
             f"cannot reach the Ray dashboard at {address}: {one_line(exc)} "
             "(is the cluster up, or the SSH tunnel open?)"
@@ -229,65 +235,124 @@ def check_versions(local: dict[str, Any], remote: dict[str, Any]) -> None:
 # Submitting ----------------------------------------------------------------------------------
 
 
-def submit(
+@dataclass(frozen=True)
+class Submission:
+    """A sweep job as it will be sent: the package, the command, its environment, its stores.
+
+    Built without contacting the cluster (``orch submit --dry-run`` prints it).
+    """
+
+    study: str
+    spec: str  # the spec's path inside the project
+    shipment: Shipment
+    #: ``orch sweep`` words after ``sweep`` (spec, options, ``--set``s), never a store URL.
+    arguments: list[str]
+    #: ``--storage``/``--tracking-uri`` given: sent in the package's stores file, not in argv.
+    stores: dict[str, str]
+    packages: list[str]
+
+    def entrypoint(self, python: str) -> str:
+        """The job's command line with the head's interpreter ``python``."""
+        interpreter = '"$VIRTUAL_ENV/bin/python"' if self.packages else shlex.quote(python)
+        words = ["-c", _ORCH, "sweep", *self.arguments]
+        return " ".join([interpreter, *map(shlex.quote, words)])
+
+    def env_vars(self) -> dict[str, str]:
+        """Environment variables of the job (names and paths only, never a secret)."""
+        env = {
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "120",
+            # `orch stop` = Ctrl-C for the sweep: running trials are closed and requeued.
+            "RAY_JOB_STOP_SIGNAL": "SIGINT",
+            "RAY_JOB_STOP_WAIT_TIME_S": "60",
+        }
+        if self.stores:
+            env[STORES_FILE_ENV] = STORES_FILE
+        return env
+
+    def extra_files(self) -> dict[str, bytes]:
+        """Files added to the package: the provenance, and the stores file if any."""
+        found = collect(self.shipment.project, self.shipment)
+        files = {SUBMITTED_FILE: found.to_json().encode()}
+        if self.stores:
+            files[STORES_FILE] = json.dumps(self.stores).encode()
+        return files
+
+
+def prepare_submission(
     spec_path: str | Path,
     *,
-    conn: Connection,
     overrides: Sequence[str] = (),
     sweep_args: Sequence[str] = (),
-    allow_version_mismatch: bool = False,
-    say: Say = lambda _: None,
-) -> str:
-    """Send ``orch sweep SPEC`` to the cluster as a Ray job; return the job id.
+    stores: Mapping[str, str | None] | None = None,
+) -> Submission:
+    """Validate the spec and list what ``orch submit`` would send (contacts no cluster).
 
-    ``sweep_args`` are ``orch sweep`` options passed through as given (``--trials 4``, ...).
-    Nothing is uploaded before the spec validates, the package fits and the head's versions
-    match; a refused upload leaves no job.
+    ``stores`` maps ``storage``/``tracking_uri`` to the URLs given for the head; they travel
+    in a file of the package, so a password in them is on no command line.
 
     Raises:
         SpecError: the spec is invalid.
-        ClusterError: the head's versions differ, its stores are missing, or the upload failed.
     """
     spec = load_spec(spec_path, overrides=overrides)
     project = project_root(spec_path)
     relative = Path(spec_path).resolve().relative_to(project).as_posix()
-    packages = [*spec.pip, *_pyproject_pip(project)]
+    return Submission(
+        study=spec.name,
+        spec=relative,
+        shipment=plan(project),
+        arguments=[relative, *sweep_args, *(a for o in overrides for a in ("--set", o))],
+        stores={key: value for key, value in (stores or {}).items() if value},
+        packages=[*spec.pip, *_pyproject_pip(project)],
+    )
+
+
+def submit(
+    submission: Submission,
+    *,
+    conn: Connection,
+    allow_version_mismatch: bool = False,
+    say: Say = lambda _: None,
+) -> str:
+    """Send a prepared ``orch sweep`` to the cluster as a Ray job; return the job id.
+
+    Nothing is uploaded before the package fits and the head's versions match; a refused
+    upload leaves no job.
+
+    Raises:
+        ClusterError: the head's versions differ, its stores are missing, or the upload failed.
+    """
+    project = submission.shipment.project
     with tempfile.TemporaryDirectory(prefix="orch-submit-") as scratch:
-        archive = Path(scratch) / f"{spec.name}.zip"
-        files, size = package_project(project, archive)
+        archive = Path(scratch) / "package.zip"
+        files, size = package_project(submission, archive)
         info = head_info(conn, say=say)
         _check_head(
-            info, sweep_args=sweep_args, allow_version_mismatch=allow_version_mismatch, say=say
-        )
-        python = '"$VIRTUAL_ENV/bin/python"' if packages else shlex.quote(info.python_path)
-        arguments = [relative, *sweep_args, *(a for o in overrides for a in ("--set", o))]
-        entrypoint = " ".join(
-            [python, "-c", shlex.quote(_ORCH), "sweep", *map(shlex.quote, arguments)]
+            info,
+            stores=submission.stores,
+            allow_version_mismatch=allow_version_mismatch,
+            say=say,
         )
         runtime_env: dict[str, Any] = {
             "working_dir": str(archive),
-            "env_vars": {
-                "PYTHONUNBUFFERED": "1",
-                "COLUMNS": "120",
-                # `orch stop` = Ctrl-C for the sweep: running trials are closed and requeued.
-                "RAY_JOB_STOP_SIGNAL": "SIGINT",
-                "RAY_JOB_STOP_WAIT_TIME_S": "60",
-            },
+            "env_vars": submission.env_vars(),
         }
-        if packages:
-            runtime_env["pip"] = {"packages": packages, "pip_check": False}
-        job_id = f"orch-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        if submission.packages:
+            runtime_env["pip"] = {"packages": submission.packages, "pip_check": False}
+        job_id = f"orch-{submission.study}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         say(f"uploading {project} ({files} files, {_size(size)})")
+        if submission.shipment.secrets:
+            say(_secrets_note(submission.shipment))
         with _translated(conn.address):
             try:
                 conn.client.submit_job(
-                    entrypoint=entrypoint,
+                    entrypoint=submission.entrypoint(info.python_path),
                     submission_id=job_id,
                     runtime_env=runtime_env,
                     metadata={
                         JobMeta.KIND: "sweep",
-                        JobMeta.STUDY: spec.name,
-                        JobMeta.SPEC: relative,
+                        JobMeta.STUDY: submission.study,
+                        JobMeta.SPEC: submission.spec,
                     },
                 )
             except (ValueError, OSError) as exc:
@@ -295,8 +360,16 @@ def submit(
     return job_id
 
 
+def _secrets_note(shipment: Shipment) -> str:
+    names = ", ".join(shipment.secrets[:5]) + (" ..." if len(shipment.secrets) > 5 else "")
+    return (
+        f"left out {len(shipment.secrets)} secret-looking files ({names}); to ship one, name it "
+        f"on a !path line in {IGNORE_FILE}"
+    )
+
+
 def _check_head(
-    info: HeadInfo, *, sweep_args: Sequence[str], allow_version_mismatch: bool, say: Say
+    info: HeadInfo, *, stores: Mapping[str, str], allow_version_mismatch: bool, say: Say
 ) -> None:
     """Refuse a head with other versions, or without stores for the sweep's results."""
     local = local_versions()
@@ -306,11 +379,11 @@ def _check_head(
         check_versions(local, info.versions)
     missing = [
         f"{flag} ({env} is not set on the head)"
-        for flag, env, key in (
-            ("--storage", "ORCH_STORAGE", "storage"),
-            ("--tracking-uri", "MLFLOW_TRACKING_URI", "tracking"),
+        for flag, env, key, option in (
+            ("--storage", "ORCH_STORAGE", "storage", "storage"),
+            ("--tracking-uri", "MLFLOW_TRACKING_URI", "tracking", "tracking_uri"),
         )
-        if not info.versions.get(key) and flag not in sweep_args
+        if not info.versions.get(key) and not stores.get(option)
     ]
     if missing:
         raise ClusterError(
@@ -320,28 +393,20 @@ def _check_head(
         )
 
 
-def package_project(project: Path, archive: Path) -> tuple[int, int]:
-    """Zip ``project`` as Ray ships it, plus this machine's provenance; return (files, bytes).
+def package_project(submission: Submission, archive: Path) -> tuple[int, int]:
+    """Zip the submission's files, its provenance and stores file; return (files, bytes).
 
     Raises:
         ClusterError: the package is over Ray's upload limit.
     """
-    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE, create_package
+    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
 
-    _quiet_ray()
-    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
-    create_package(
-        str(project), archive, include_gitignore=include_gitignore, excludes=list(EXCLUDES)
-    )
-    found = collect(project)
-    with zipfile.ZipFile(archive, "a") as bundle:
-        bundle.writestr(SUBMITTED_FILE, found.to_json())
-        files = sum(1 for i in bundle.infolist() if not i.is_dir())
-    size = archive.stat().st_size
+    files, size = write_package(submission.shipment, archive, extra=submission.extra_files())
     if size >= GCS_STORAGE_MAX_SIZE:
         raise ClusterError(
-            f"{project} packs to {_size(size)}, over Ray's upload limit of "
-            f"{_size(GCS_STORAGE_MAX_SIZE)}: list large files in .gitignore or .rayignore"
+            f"{submission.shipment.project} packs to {_size(size)}, over Ray's upload limit of "
+            f"{_size(GCS_STORAGE_MAX_SIZE)}: list large files in .gitignore, .rayignore or "
+            f"{IGNORE_FILE}"
         )
     return files, size
 
@@ -367,26 +432,80 @@ def _pyproject_pip(project: Path) -> list[str]:
 def follow(conn: Connection, job_id: str, *, write: Callable[[str], None]) -> str:
     """Write the job's log as it grows until the job ends; return its final status.
 
-    Ctrl-C raises :class:`Detached` and leaves the job running.
+    The log is streamed (Ray's log tail): each part is downloaded once, never the whole log
+    again. Ray's lines about setting the job up are left out. Ctrl-C raises :class:`Detached`
+    and leaves the job running.
 
     Raises:
         Detached: Ctrl-C; the job keeps running.
         ClusterError: the head cannot be reached.
     """
-    seen = 0
+    skip = _SetupLines(write)
+
+    async def tail() -> None:
+        async for chunk in conn.client.tail_job_logs(job_id):
+            skip.write(chunk)
+
     try:
-        while True:
-            with _translated(conn.address):
+        with _translated(conn.address):
+            try:
+                asyncio.run(tail())
+            except RuntimeError as exc:  # the stream broke: what is left comes in one piece
+                if "closed unexpectedly" not in str(exc):
+                    raise
+                skip.catch_up(_user_log(conn.client.get_job_logs(job_id)))
+            skip.close()
+            status = str(conn.client.get_job_status(job_id).value)
+            while status not in _TERMINAL:  # the stream ends with the log, just before the job
+                time.sleep(_POLL_S)
                 status = str(conn.client.get_job_status(job_id).value)
-                text = _user_log(conn.client.get_job_logs(job_id))
-            if len(text) > seen:
-                write(text[seen:])
-                seen = len(text)
-            if status in _TERMINAL:
-                return status
-            time.sleep(_POLL_S)
     except KeyboardInterrupt:
         raise Detached(job_id) from None
+    return status
+
+
+def job_exit_code(conn: Connection, job_id: str) -> int | None:
+    """The exit code of the job's command (None while it runs, or if Ray did not record it)."""
+    with _translated(conn.address):
+        code = conn.client.get_job_info(job_id).driver_exit_code
+    return int(code) if code is not None else None
+
+
+class _SetupLines:
+    """Passes a job's log through from the line after Ray's ``Running entrypoint for job``."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._held: list[str] | None = []  # None: the entrypoint's output has begun
+        self._sent = 0
+
+    def write(self, text: str) -> None:
+        if self._held is None:
+            self._send(text)
+            return
+        self._held.append(text)
+        held = "".join(self._held)
+        marker = held.find(_ENTRYPOINT_LINE)
+        end = held.find("\n", marker) if marker >= 0 else -1
+        if end >= 0:
+            self._held = None
+            self._send(held[end + 1 :])
+
+    def catch_up(self, user_log: str) -> None:
+        """Write what ``user_log`` (the whole user part of the log) holds beyond what was sent."""
+        if self._held is None:
+            self._write(user_log[self._sent :])
+            self._sent = len(user_log)
+
+    def close(self) -> None:
+        if self._held:  # no entrypoint line (the job never started): show what Ray said
+            self._send("".join(self._held))
+        self._held = None
+
+    def _send(self, text: str) -> None:
+        if text:
+            self._write(text)
+            self._sent += len(text)
 
 
 def list_jobs(conn: Connection, *, every: bool = False) -> list[dict[str, Any]]:
@@ -433,8 +552,14 @@ def stop_job(conn: Connection, job_id: str) -> bool:
         return bool(conn.client.stop_job(job_id))
 
 
-def run_on_head(conn: Connection, args: Sequence[str]) -> str:
+def run_on_head(
+    conn: Connection, args: Sequence[str], *, stores: Mapping[str, str] | None = None
+) -> str:
     """Run ``orch ARGS`` on the head as a short job, then delete it; return its output.
+
+    ``stores`` (``storage``/``tracking_uri`` URLs, which may hold a password) reach the head
+    in a stores file of the job's working dir, as for ``orch submit``: never on its command
+    line, nor in its ``runtime_env`` (which Ray logs).
 
     Raises:
         ClusterError: the command failed on the head (with the last line it printed).
@@ -442,7 +567,15 @@ def run_on_head(conn: Connection, args: Sequence[str]) -> str:
     command = " ".join(
         [shlex.quote(head_python(conn)), "-c", shlex.quote(_ORCH), *map(shlex.quote, args)]
     )
-    status, logs = _run_job(conn, command, kind="query")
+    with tempfile.TemporaryDirectory(prefix="orch-query-") as scratch:
+        runtime_env: dict[str, Any] = {"env_vars": {"COLUMNS": "120"}}
+        if stores:
+            write_secret(Path(scratch) / STORES_FILE, json.dumps(dict(stores)))
+            runtime_env = {
+                "working_dir": scratch,
+                "env_vars": {"COLUMNS": "120", STORES_FILE_ENV: STORES_FILE},
+            }
+        status, logs = _run_job(conn, command, kind="query", runtime_env=runtime_env)
     if status != "SUCCEEDED":
         lines = [line for line in logs.splitlines() if line.strip()]
         raise ClusterError(f"on the head: {lines[-1] if lines else 'no output'}")
@@ -450,14 +583,19 @@ def run_on_head(conn: Connection, args: Sequence[str]) -> str:
 
 
 def _run_job(
-    conn: Connection, entrypoint: str, *, kind: str, timeout_s: float = 120
+    conn: Connection,
+    entrypoint: str,
+    *,
+    kind: str,
+    runtime_env: dict[str, Any] | None = None,
+    timeout_s: float = 120,
 ) -> tuple[str, str]:
     """Run a short job without a working dir, wait, delete it; return (status, output)."""
     with _translated(conn.address):
         job_id = conn.client.submit_job(
             entrypoint=entrypoint,
             submission_id=f"orch-{kind}-{secrets.token_hex(4)}",
-            runtime_env={"env_vars": {"COLUMNS": "120"}},
+            runtime_env=runtime_env or {"env_vars": {"COLUMNS": "120"}},
             metadata={JobMeta.KIND: kind},
         )
         try:
@@ -512,7 +650,7 @@ def _user_log(text: str) -> str:
     lines = text.splitlines(keepends=True)
     start = 0
     for index, line in enumerate(lines):
-        if line.startswith("Running entrypoint for job "):
+        if line.startswith(_ENTRYPOINT_LINE):
             start = index + 1
             break
     return "".join(lines[start:])

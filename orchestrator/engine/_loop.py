@@ -162,6 +162,8 @@ class TrialLoop:
             outcome, placement = self._result(ref, running)
             if outcome is None:
                 continue  # retried
+            if not outcome.duration_s:  # the worker died (or never ran the job): time it here
+                outcome.duration_s = time.monotonic() - running.started
             self._finish_refs.append(self.hub.end_trial.remote(running.ticket, outcome, placement))
             self.listener.finished(running.ticket, outcome)
             done += 1

@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ray
 
+from orchestrator.credentials import use_cluster_token
 from orchestrator.errors import ClusterError, one_line
-from orchestrator.shipping import EXCLUDES
+from orchestrator.shipping import plan, write_package
 
 __all__ = ["ray_session"]
 
@@ -33,16 +35,17 @@ def ray_session(
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is not None:
-        _use_token_if_available()
+        use_cluster_token(address)
     try:
-        ray.init(
-            address=address,
-            include_dashboard=False if address is None else None,
-            runtime_env=_shipped_project(project) if address is not None else None,
-            log_to_driver=log_to_driver,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
+        with _shipped_project(project, address) as runtime_env:
+            ray.init(
+                address=address,
+                include_dashboard=False if address is None else None,
+                runtime_env=runtime_env,
+                log_to_driver=log_to_driver,
+                logging_level=logging.WARNING,
+                configure_logging=True,
+            )
     except Exception as exc:
         where = address or "a local Ray"
         raise ClusterError(f"cannot start or reach {where}: {one_line(exc)}") from None
@@ -52,21 +55,14 @@ def ray_session(
         ray.shutdown()
 
 
-def _use_token_if_available() -> None:
-    """Send Ray's auth token to the cluster when one exists (RAY_AUTH_TOKEN, its path, or
-    ~/.ray/auth_token): Ray's client only sends it in token mode, which it reads at import."""
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
-
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-def _shipped_project(project: Path) -> dict[str, Any] | None:
-    """The project folder as the workers' working dir, unless a submitted Ray job ships it."""
-    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
-        return None
-    return {
-        "working_dir": str(project),
-        "excludes": list(EXCLUDES),
-    }
+@contextlib.contextmanager
+def _shipped_project(project: Path, address: str | None) -> Iterator[dict[str, Any] | None]:
+    """The project's package (:mod:`orchestrator.shipping`) as the workers' working dir while
+    Ray uploads it; none for a local Ray, or when a submitted Ray job shipped it already."""
+    if address is None or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="orch-ship-") as scratch:
+        archive = Path(scratch) / "package.zip"
+        write_package(plan(project), archive)
+        yield {"working_dir": str(archive)}

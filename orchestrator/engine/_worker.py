@@ -8,6 +8,7 @@ import io
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
@@ -42,8 +43,10 @@ class HubSink:
         self._last = ref
         return bool(ray.get(ref)) if self._wait else False
 
-    def log_artifact(self, name: str, data: bytes) -> None:
-        self._last = self._hub.log_artifact.remote(self._ticket.key, name, data)
+    def log_artifact(self, name: str, data: bytes, *, part: int = 0, last: bool = True) -> None:
+        if part:  # one part of a large file in flight at a time: memory stays bounded
+            self.close()
+        self._last = self._hub.log_artifact.remote(self._ticket.key, name, data, part, last)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._last = self._hub.set_tags.remote(self._ticket.key, tags)
@@ -86,11 +89,9 @@ def run_attempt(
     )
     started = time.perf_counter()
     log = OutputLog()
-    with _tee_output(log):
+    with _tee_output(log), _LiveUpload(log, sink):
         outcome = _call_job(job_ref, search_path, trial, objectives)
     outcome.duration_s = time.perf_counter() - started
-    if log.text():
-        sink.log_artifact("output.log", log.text().encode())
     trial.close()
     return outcome, placement
 
@@ -113,20 +114,65 @@ class OutputLog(io.TextIOBase):
         self._size = 0
         self._dropped = 0
         self._limit = limit
+        self._lock = threading.Lock()
+
+    @property
+    def written(self) -> int:
+        """Characters written so far (kept or dropped)."""
+        return self._size + self._dropped
 
     def write(self, text: str) -> int:
-        self._chunks.append(text)
-        self._size += len(text)
-        while self._size > self._limit and len(self._chunks) > 1:
-            dropped = self._chunks.popleft()
-            self._size -= len(dropped)
-            self._dropped += len(dropped)
+        with self._lock:
+            self._chunks.append(text)
+            self._size += len(text)
+            while self._size > self._limit and len(self._chunks) > 1:
+                dropped = self._chunks.popleft()
+                self._size -= len(dropped)
+                self._dropped += len(dropped)
         return len(text)
 
     def text(self) -> str:
         """The kept output, with a note of how much was dropped from its start."""
-        body = "".join(self._chunks)
-        return f"[... {self._dropped} characters dropped ...]\n{body}" if self._dropped else body
+        with self._lock:
+            body = "".join(self._chunks)
+            dropped = self._dropped
+        return f"[... {dropped} characters dropped ...]\n{body}" if dropped else body
+
+
+class _LiveUpload:
+    """Stores ``output.log`` on the trial's run while the job runs, each time it grew after a
+    pause, and once more at the end: a worker that dies (``os._exit``, killed for memory)
+    keeps what it printed until then.
+
+    The pause grows with the log (1 s, plus 1 s per 200 kB, at most 30 s), so a chatty job
+    does not resend megabytes every second.
+    """
+
+    def __init__(self, log: OutputLog, sink: HubSink) -> None:
+        self._log = log
+        self._sink = sink
+        self._sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="orch-output-log", daemon=True)
+
+    def __enter__(self) -> _LiveUpload:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._send()
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(1.0 + self._sent / 200_000, 30.0)):
+            self._send()
+
+    def _send(self) -> None:
+        written = self._log.written
+        if written != self._sent:
+            self._sink.log_artifact("output.log", self._log.text().encode())
+            self._sent = written
 
 
 class _Tee(io.TextIOBase):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator._net import LOCALHOST
+from orchestrator._net import LOCALHOST, without_credentials
 from orchestrator.results._ui import DEFAULT_UI_PORT, is_server
 from orchestrator.tracking import compare_route, experiment_route, short_run_route
 
@@ -42,7 +42,7 @@ def mlflow_ui(tracking_uri: str, ui_url: str | None = None) -> MlflowUi:
     if ui_url:
         return MlflowUi(ui_url.rstrip("/"), "given")
     if is_server(tracking_uri):
-        return MlflowUi(tracking_uri.rstrip("/"), "tracking server")
+        return MlflowUi(without_credentials(tracking_uri).rstrip("/"), "tracking server")
     return MlflowUi(f"http://{LOCALHOST}:{DEFAULT_UI_PORT}", "orch ui")
 
 

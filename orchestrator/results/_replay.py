@@ -24,7 +24,7 @@ from orchestrator.provenance import git_state
 from orchestrator.results._summary import load_study
 from orchestrator.spec import Spec
 from orchestrator.study import open_storage, study_exists
-from orchestrator.tracking import RUN_STATUS, RunLink, get_run, parent_spec, upload_artifact
+from orchestrator.tracking import RUN_STATUS, ArtifactSpool, RunLink, get_run, parent_spec
 from orchestrator.trial import Trial, call_job, load_job, project_root
 
 __all__ = [
@@ -103,6 +103,7 @@ class MlflowSink:
         self.client = client
         self.run_id = run_id
         self.last_step: int | None = None
+        self._spool = ArtifactSpool()
 
     def report(self, step: int, metrics: dict[str, float]) -> bool:
         now = int(time.time() * 1000)
@@ -111,8 +112,8 @@ class MlflowSink:
         self.last_step = step if self.last_step is None else max(step, self.last_step)
         return False
 
-    def log_artifact(self, name: str, data: bytes) -> None:
-        upload_artifact(self.client, self.run_id, name, data)
+    def log_artifact(self, name: str, data: bytes, *, part: int = 0, last: bool = True) -> None:
+        self._spool.add(self.client, self.run_id, name, data, part=part, last=last)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         entries = [RunTag(k, str(v)) for k, v in tags.items()]

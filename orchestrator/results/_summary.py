@@ -9,7 +9,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from orchestrator.errors import StudyError, one_line
+from orchestrator.errors import StudyError, one_line, redact
 from orchestrator.names import StudyAttr, TrialAttr
 from orchestrator.results._links import mlflow_ui
 from orchestrator.study import count_states, open_storage, study_exists
@@ -125,7 +125,7 @@ def add_links(
     run), and ``problems`` (why links are missing when MLflow could not be read).
     """
     ui = mlflow_ui(tracking_uri, ui_url)
-    summary["tracking_uri"] = tracking_uri
+    summary["tracking_uri"] = redact(tracking_uri)
     summary["ui_url"] = ui.url
     summary["ui_served_by"] = ui.served_by
     summary["problems"] = []

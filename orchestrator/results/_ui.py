@@ -1,13 +1,17 @@
 """Serving a sweep's results to a browser: the MLflow UI on its tracking store, or optuna-dashboard.
 
 Servers bind to 127.0.0.1 unless asked otherwise, run in their own process group (so stopping
-one stops its workers too), and write their output to a log file rather than the terminal.
+one stops its workers too) on a leash (:mod:`orchestrator._leash`: they die with the process
+that started them, however it ends), get store URLs by environment or a user-only file (never
+on a command line, where a password would show), and write their output to a log file rather
+than the terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -20,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from orchestrator._leash import leashed
 from orchestrator._net import LOCALHOST, family, free_port, http_ok, reachable_host, url_host
-from orchestrator.errors import OrchError
+from orchestrator.errors import OrchError, redact
 from orchestrator.study import JOURNAL_PREFIX
 from orchestrator.workspace import sqlite_path
 
@@ -45,6 +50,8 @@ class UiServer:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: A user-only file the server reads its settings from (removed when it stops).
+    config_path: Path | None = None
 
     def wait(self) -> int:
         """Block until the server exits; return its exit code."""
@@ -60,6 +67,8 @@ class UiServer:
                 break
             except subprocess.TimeoutExpired:
                 continue
+        if self.config_path is not None:
+            self.config_path.unlink(missing_ok=True)
         if not keep_log:
             self.log_path.unlink(missing_ok=True)
 
@@ -93,22 +102,12 @@ def start_mlflow_ui(
             did not answer in ``timeout_s``.
     """
     if is_server(tracking_uri):
-        raise OrchError(f"ui: {tracking_uri} is an MLflow server already; open it in a browser")
+        raise OrchError(
+            f"ui: {redact(tracking_uri)} is an MLflow server already; open it in a browser"
+        )
     port = _check_port(host, port)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        tracking_uri,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
+    command += ["--workers", "1"]
     database = sqlite_path(tracking_uri)
     if database is not None:
         if not database.exists():
@@ -116,8 +115,12 @@ def start_mlflow_ui(
                 f"ui: no tracking store at {database}; run a sweep first or pass --tracking-uri"
             )
         command += ["--artifacts-destination", str(database.parent / "artifacts")]
-    # The server's job runner serves GenAI evaluations only: not worth its processes here.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    env = {
+        **os.environ,
+        # The server's job runner serves GenAI evaluations only: not worth its processes here.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_BACKEND_STORE_URI": tracking_uri,  # by environment: not on its command line
+    }
     return _start("MLflow UI", command, env, host, port, "/health", timeout_s)
 
 
@@ -142,13 +145,26 @@ def start_optuna_dashboard(
             "ui --optuna: optuna_dashboard is importable but its command is not on PATH"
         )
     port = _check_port(host, port)
+    settings = {"storage": storage_url}
     if storage_url.startswith(JOURNAL_PREFIX):
         target = storage_url[len(JOURNAL_PREFIX) :].removeprefix("//")
-        storage_args = [target, "--storage-class", "JournalFileStorage"]
-    else:
-        storage_args = [storage_url]
-    command = [program, *storage_args, "--host", host, "--port", str(port), "--quiet"]
-    return _start("optuna-dashboard", command, dict(os.environ), host, port, "/", timeout_s)
+        settings = {"storage": target, "storage_class": "JournalFileStorage"}
+    # The storage URL (and any password in it) goes in a user-only settings file.
+    handle, config_name = tempfile.mkstemp(prefix="orch-dashboard-", suffix=".toml")
+    with os.fdopen(handle, "w") as config:
+        config.write("[optuna_dashboard]\n")
+        config.writelines(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+    command = [program, "--from-config", config_name, "--host", host, "--port", str(port), "-q"]
+    return _start(
+        "optuna-dashboard",
+        command,
+        dict(os.environ),
+        host,
+        port,
+        "/",
+        timeout_s,
+        config_path=Path(config_name),
+    )
 
 
 def _start(
@@ -159,12 +175,14 @@ def _start(
     port: int,
     probe: str,
     timeout_s: float,
+    config_path: Path | None = None,
 ) -> UiServer:
+    """Start ``command`` on a leash, in a session of its own; wait until ``probe`` answers."""
     handle, log_name = tempfile.mkstemp(prefix="orch-ui-", suffix=".log")
     log_path = Path(log_name)
     with os.fdopen(handle, "wb") as log:
         process = subprocess.Popen(
-            command,
+            leashed(command),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -172,7 +190,9 @@ def _start(
             start_new_session=True,
         )
     url = f"http://{url_host(reachable_host(host))}:{port}"
-    server = UiServer(name=name, url=url, process=process, log_path=log_path)
+    server = UiServer(
+        name=name, url=url, process=process, log_path=log_path, config_path=config_path
+    )
     probe_url = url + probe
     deadline = time.monotonic() + timeout_s
     try:

@@ -7,6 +7,8 @@ job. May import :mod:`orchestrator.errors` and :mod:`orchestrator.trial` (to imp
 
 from orchestrator.spec._load import load_spec
 from orchestrator.spec._model import (
+    MAX_KEY_LENGTH,
+    MAX_NAME_LENGTH,
     CategoricalParam,
     CmaEsSamplerSpec,
     FloatParam,
@@ -36,6 +38,8 @@ from orchestrator.spec._prepare import PreparedSweep, prepare_sweep
 from orchestrator.spec._space import is_active, sampling_order
 
 __all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_NAME_LENGTH",
     "CategoricalParam",
     "CmaEsSamplerSpec",
     "FloatParam",

@@ -1,4 +1,8 @@
-"""Reading a spec file: YAML, ``--set`` overrides, validation, and one-line errors."""
+"""Reading a spec file: YAML, ``--set`` overrides, validation, and one-line errors.
+
+A spec is read with limits, so a hostile file is refused before it can exhaust memory or time:
+its size, the aliases it uses, how deep it nests and how many values it expands to.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,17 @@ from orchestrator.errors import SpecError
 from orchestrator.spec._model import Spec
 from orchestrator.spec._overrides import apply_overrides
 
-__all__ = ["load_spec"]
+__all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_SPEC_BYTES", "MAX_VALUES", "load_spec"]
+
+#: A spec file is refused above this size (the examples are under 2 KB).
+MAX_SPEC_BYTES = 1_000_000
+#: Aliases (``*name``) a spec may hold.
+MAX_ALIASES = 1_000
+#: Values (scalars, lists, mappings) a spec may expand to, each alias counted at every use:
+#: what stops a "billion laughs" document, a few hundred bytes that expand to 10**9 strings.
+MAX_VALUES = 100_000
+#: Lists and mappings nested in one another.
+MAX_DEPTH = 100
 
 
 def load_spec(path: str | Path, *, overrides: Sequence[str] = ()) -> Spec:
@@ -24,20 +38,7 @@ def load_spec(path: str | Path, *, overrides: Sequence[str] = ()) -> Spec:
                 naming the file, line and field).
     """
     file = Path(path)
-    try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"{file}: no such spec file") from None
-    except OSError as exc:
-        raise SpecError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    node, data = _parse(file, _read(file))
     if not isinstance(data, dict):
         raise SpecError(f"{file}: a spec must be a YAML mapping of fields, got {_kind(data)}")
     data, overridden = apply_overrides(data, overrides)
@@ -45,6 +46,90 @@ def load_spec(path: str | Path, *, overrides: Sequence[str] = ()) -> Spec:
         return Spec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_describe(exc, file, data, node, overridden)) from None
+
+
+def _read(file: Path) -> str:
+    """The file's text, refused above ``MAX_SPEC_BYTES`` (read no further: it may be endless)."""
+    try:
+        with open(file, "rb") as stream:
+            raw = stream.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(f"{file}: no such spec file") from None
+    except OSError as exc:
+        raise SpecError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{file}: over {MAX_SPEC_BYTES:,} bytes; a spec is a short YAML file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+
+
+class _TooLarge(yaml.YAMLError):
+    """The document is over one of the limits."""
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing more than ``MAX_ALIASES`` aliases while it composes."""
+
+    aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _TooLarge(f"more than {MAX_ALIASES:,} aliases (*name)")
+        return super().compose_node(parent, index)
+
+
+def _parse(file: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML tree of ``text`` and its data, checked against the limits before it is built."""
+    loader = _CountingLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_size(node)
+        return node, loader.construct_document(node) if node is not None else None
+    except _TooLarge as exc:
+        raise SpecError(f"{file}: refused: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{file}: refused: nested more than {MAX_DEPTH} levels deep") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Count the values ``root`` expands to (an alias's tree at each of its uses), without
+    expanding it; refuse more than ``MAX_VALUES``, deeper than ``MAX_DEPTH``, or a cycle."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _TooLarge("an alias refers to a value that contains it")
+        if depth > MAX_DEPTH:
+            raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        open_nodes.discard(key)
+        if total > MAX_VALUES:
+            raise _TooLarge(f"expands to more than {MAX_VALUES:,} values (each alias counted)")
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 def _kind(value: object) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import posixpath
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -10,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from orchestrator.spec._space import sampling_order
 
 __all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_NAME_LENGTH",
     "CategoricalParam",
     "FloatParam",
     "IntParam",
@@ -22,6 +26,15 @@ __all__ = [
 ]
 
 Scalar = bool | int | float | str | None
+
+#: Longest study name. It names the Optuna study (512), the MLflow experiment (256) and parent
+#: run (250), the package ``orch submit`` uploads (``NAME.zip``) and the Ray job's log file,
+#: ``job-driver-orch-NAME-YYYYmmdd-HHMMSS-xxxx.log``: a file name of at most 255 bytes.
+MAX_NAME_LENGTH = 200
+#: Longest parameter, metric or tag name: MLflow's limit on keys (Optuna's is 512).
+MAX_KEY_LENGTH = 250
+#: The characters MLflow accepts in a param, metric or tag name.
+_MLFLOW_KEY = re.compile(r"^[/\w.\- :]+$")
 Condition = dict[str, Scalar | list[Scalar]]
 
 
@@ -33,6 +46,12 @@ class Objective(_Strict):
     """One metric the study optimises."""
 
     metric: str = Field(min_length=1, description="Name of a metric the job returns.")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        return check_key(value, "metric")
+
     direction: Literal["minimize", "maximize"] = "minimize"
 
 
@@ -305,6 +324,7 @@ class Spec(_Strict):
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=MAX_NAME_LENGTH,
         description="Optuna study name and MLflow experiment name.",
     )
     job: str = Field(
@@ -370,7 +390,23 @@ class Spec(_Strict):
     def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
         if not space:
             raise ValueError("needs at least one parameter")
+        for name in space:
+            check_key(name, "parameter")
         return space
+
+    @field_validator("fixed")
+    @classmethod
+    def _fixed(cls, fixed: dict[str, Any]) -> dict[str, Any]:
+        for name in fixed:
+            check_key(str(name), "parameter")
+        return fixed
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for name in tags:
+            check_key(name, "tag")
+        return tags
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
@@ -388,6 +424,31 @@ class Spec(_Strict):
         if self.sampler.type == "grid":
             _check_grid(self.space)
         return self
+
+
+def check_key(name: str, what: str) -> str:
+    """``name`` if MLflow and Optuna take it as a param, metric or tag name.
+
+    Raises:
+        ValueError: it is longer than ``MAX_KEY_LENGTH``, holds characters MLflow refuses, or is
+            a path that is not its own normal form (``a/../b``, ``/a``).
+    """
+    if len(name) > MAX_KEY_LENGTH:
+        raise ValueError(
+            f"{what} name of {len(name)} characters; MLflow takes at most {MAX_KEY_LENGTH}"
+        )
+    if not _MLFLOW_KEY.match(name):
+        raise ValueError(
+            f"{what} name {_short(name)}: MLflow takes letters, digits, _ - . / : and spaces"
+        )
+    normal = posixpath.normpath(name)
+    if normal != name or normal == "." or normal.startswith(("..", "/")):
+        raise ValueError(f"{what} name {_short(name)}: MLflow refuses path-like names")
+    return name
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
 
 
 def _check_conditions(space: dict[str, Any]) -> None:

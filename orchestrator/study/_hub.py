@@ -65,7 +65,8 @@ class StudyHub:
         self._tracker = tracker  # the Tracker actor: writes are sent without waiting
         self._run_refs: dict[str, ray.ObjectRef[str]] = {}
         self._last_beat = 0.0
-        stale = self._recover() if resume else []
+        if resume:
+            self._recover()
         self.parent_run_id: str = ray.get(
             tracker.start_parent.remote(
                 name=spec.name,
@@ -81,7 +82,7 @@ class StudyHub:
             )
         )
         self.study.set_user_attr(StudyAttr.PARENT_RUN_ID, self.parent_run_id)
-        if stale:
+        if resume:  # runs a lost driver or hub left open (its trials may be re-queued already)
             tracker.close_open_children.remote("interrupted: the orch driver running it stopped")
         self.ping()
 
@@ -159,9 +160,11 @@ class StudyHub:
         self._tracker.set_tags.remote(key, tags)
 
     @timed
-    def log_artifact(self, key: str, name: str, data: bytes) -> None:
-        """Store a file on an attempt's run."""
-        self._tracker.log_artifact.remote(key, name, data)
+    def log_artifact(
+        self, key: str, name: str, data: bytes, part: int = 0, last: bool = True
+    ) -> None:
+        """Store a file (or one ``part`` of a large one) on an attempt's run."""
+        self._tracker.log_artifact.remote(key, name, data, part=part, last=last)
 
     @timed
     def end_trial(self, ticket: Ticket, outcome: Outcome, placement: Mapping[str, str]) -> None:
@@ -273,11 +276,9 @@ class StudyHub:
         except RayError:
             return ""
 
-    def _recover(self) -> list[Any]:
+    def _recover(self) -> None:
         """Close and re-queue trials left RUNNING by the driver before (it is gone: checked)."""
-        stale = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        for trial in stale:
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             requeue(
                 self.study, self.storage, trial, "interrupted: the orch driver running it stopped"
             )
-        return stale

@@ -45,7 +45,33 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
     except StudyError:
         raise
     except Exception as exc:
-        raise StudyError(f"storage {url!r}: {one_line(exc, with_type=True)}") from None
+        if read_only and _no_tables(url):
+            raise StudyError(
+                f"no study storage in {url} (the database has no Optuna tables); run a sweep "
+                "first, or pass --storage or --workspace"
+            ) from None
+        raise StudyError(f"storage {url!r}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong: Optuna wraps a database's own error (a refused password, a missing
+    database, a server that is down) in one generic message; the cause says which."""
+    cause = exc.__cause__ or exc.__context__
+    return one_line(cause if cause is not None else exc, with_type=True)
+
+
+def _no_tables(url: str) -> bool:
+    """Whether the database at ``url`` answers but holds no Optuna tables (False if it fails)."""
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url)
+        try:
+            return not sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception:
+        return False
 
 
 def _check_exists(path: Path, url: str, read_only: bool) -> None:

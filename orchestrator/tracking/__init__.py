@@ -5,7 +5,7 @@ One parent run per sweep and one nested child run per trial attempt. May import
 credentials of an orch cluster's tracking server) and the shared leaf modules; never Optuna.
 """
 
-from orchestrator.tracking._artifacts import upload_artifact
+from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
 from orchestrator.tracking._runs import (
     RunLink,
     child_run_params,
@@ -32,6 +32,7 @@ from orchestrator.tracking._tracker import (
 
 __all__ = [
     "RUN_STATUS",
+    "ArtifactSpool",
     "RunLink",
     "Tracker",
     "child_run_params",

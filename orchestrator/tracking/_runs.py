@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from orchestrator.errors import RunError, one_line
+from orchestrator.errors import RunError, one_line, redact
 from orchestrator.names import Tag
 from orchestrator.spec import Spec
 
@@ -89,15 +89,16 @@ class RunLink:
 
     @property
     def url(self) -> str | None:
-        """A clickable address for an http(s) tracking server, else None (see ``orch ui``)."""
+        """A clickable address for an http(s) tracking server, else None (see ``orch ui``);
+        a password in the server's URL is masked."""
         if self.tracking_uri.startswith(("http://", "https://")):
-            return f"{self.tracking_uri.rstrip('/')}/{self.path}"
+            return f"{redact(self.tracking_uri).rstrip('/')}/{self.path}"
         return None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return {
-            "tracking_uri": self.tracking_uri,
+            "tracking_uri": redact(self.tracking_uri),
             "experiment_id": self.experiment_id,
             "run_id": self.run_id,
             "url": self.url,

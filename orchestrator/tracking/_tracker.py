@@ -24,9 +24,10 @@ from orchestrator._logging import quiet_libraries
 from orchestrator._run_name import mark_run_name
 from orchestrator._sqlite import tune_sqlite
 from orchestrator._stopwatch import Stopwatch, timed
-from orchestrator.cluster import apply_mlflow_credentials
+from orchestrator.credentials import apply_mlflow_credentials
+from orchestrator.errors import one_line, redact
 from orchestrator.names import RunName, Tag
-from orchestrator.tracking._artifacts import upload_artifact
+from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
 
 __all__ = [
     "RUN_STATUS",
@@ -41,6 +42,11 @@ logger = logging.getLogger(__name__)
 #: MLflow run status for each final Optuna state (pruned trials ran fine, they just stopped early).
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
 PARAMS_WAIT_S = 5.0  # longest a new run waits for its params when nothing else is written
+#: Metrics held while MLflow does not take them (about 200 bytes each): past this, new ones are
+#: dropped and counted, so a store that is down cannot grow the tracker without bound.
+MAX_PENDING_METRICS = 500_000
+#: Distinct problems kept (each with how often it happened); later distinct ones are counted.
+_MAX_PROBLEMS = 20
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -54,8 +60,8 @@ def _recorded(method: _Method) -> _Method:
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
-            logger.warning("MLflow %s failed: %s", method.__name__, exc)
-            self._errors.append(f"{method.__name__}: {exc}")
+            logger.warning("MLflow %s failed: %s", method.__name__, one_line(exc))
+            self._problems.add(f"{method.__name__}: {one_line(exc, with_type=True)}")
             return None
 
     return wrapper  # type: ignore[return-value]
@@ -69,6 +75,28 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id
+
+
+class _Problems:
+    """What went wrong, bounded: each distinct line once, with how often it happened."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._others = 0
+
+    def add(self, line: str) -> None:
+        if line in self._counts or len(self._counts) < _MAX_PROBLEMS:
+            self._counts[line] = self._counts.get(line, 0) + 1
+        else:
+            self._others += 1
+
+    def drain(self) -> list[str]:
+        """The lines so far (``... (N times)`` when repeated); forget them."""
+        lines = [f"{line} ({n} times)" if n > 1 else line for line, n in self._counts.items()]
+        if self._others:
+            lines.append(f"{self._others} more problems")
+        self._counts, self._others = {}, 0
+        return lines
 
 
 class Tracker:
@@ -86,6 +114,7 @@ class Tracker:
         artifact_location: str | None = None,
         flush_interval_s: float = 0.5,
         params_wait_s: float = PARAMS_WAIT_S,
+        max_pending: int = MAX_PENDING_METRICS,
     ) -> None:
         self.stopwatch = Stopwatch()
         quiet_libraries()
@@ -97,12 +126,17 @@ class Tracker:
         self._runs: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
         self._pending: dict[str, list[Metric]] = defaultdict(list)
+        self._queued = 0  # metrics in _pending
+        self._max_pending = max_pending
+        self._dropped = 0
+        self._where = redact(tracking_uri)
         # A run's params ride along with its next write (the worker's first tags, normally);
         # the flusher writes those still waiting after ``params_wait_s``.
         self._params_due: dict[str, tuple[float, list[Param]]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._errors: list[str] = []
+        self._problems = _Problems()
+        self._spool = ArtifactSpool()
         self._stop = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_loop,
@@ -180,7 +214,9 @@ class Tracker:
             Metric(name, float(value), timestamp_ms, step) for name, value in metrics.items()
         ]
         with self._lock:
-            self._pending[run_id].extend(entries)
+            room = max(self._max_pending - self._queued, 0)
+            self._dropped += max(len(entries) - room, 0)
+            self._requeue(run_id, entries[:room], at_end=True)
             self._last_step[key] = max(step, self._last_step.get(key, step))
 
     @_recorded
@@ -189,9 +225,13 @@ class Tracker:
         self._write(self._runs[key], tags=_tags(tags))
 
     @_recorded
-    def log_artifact(self, key: str, name: str, data: bytes) -> None:
-        """Store ``data`` as artifact ``name`` (may contain folders) of a trial attempt's run."""
-        self._upload(self._runs[key], name, data)
+    def log_artifact(
+        self, key: str, name: str, data: bytes, *, part: int = 0, last: bool = True
+    ) -> None:
+        """Store ``data`` as artifact ``name`` (may contain folders) of a trial attempt's run;
+        a large file comes in ``part``s, stored when the ``last`` one arrives."""
+        with self.stopwatch.time("_upload"):
+            self._spool.add(self.client, self._runs[key], name, data, part=part, last=last)
 
     @_recorded
     def end_trial(
@@ -206,15 +246,15 @@ class Tracker:
         """Log final metrics and tags, then close the run (status: the state's, unless given)."""
         run_id = self._runs[key]
         with self._lock:
-            queued = self._pending.pop(run_id, [])
+            queued = self._take(run_id)
         step = self._last_step.get(key, 0)
         final_tags = {Tag.STATE: state, **tags}
         try:
             self._write(run_id, metrics=[*queued, *_metrics(metrics, step)], tags=_tags(final_tags))
         except Exception as exc:  # close the run anyway; the flusher retries its metrics
             with self._lock:
-                self._pending[run_id][:0] = queued
-            self._errors.append(f"end_trial: {exc}")
+                self._requeue(run_id, queued)
+            self._problems.add(f"end_trial: {one_line(exc, with_type=True)}")
         with self.stopwatch.time("set_terminated"):
             self.client.set_terminated(run_id, status or RUN_STATUS[state])
 
@@ -225,8 +265,20 @@ class Tracker:
         try:
             self._flush_all()
         except Exception as exc:
-            self._errors.append(f"metric flush failed: {exc}")
-        errors, self._errors = self._errors, []
+            self._unreachable(exc)
+        errors = self._problems.drain()
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+            queued = self._queued
+        if dropped:
+            errors.append(
+                f"{dropped} metrics dropped: MLflow at {self._where} did not take them and "
+                f"{self._max_pending} were waiting already"
+            )
+        if queued:
+            errors.append(
+                f"{queued} metrics not written: MLflow at {self._where} did not take them"
+            )
         return errors
 
     def close(self) -> list[str]:
@@ -240,7 +292,12 @@ class Tracker:
             try:
                 self._flush_all(params_wait_s=params_wait_s)
             except Exception as exc:  # metrics stay queued; the next flush retries them
-                self._errors.append(f"metric flush failed: {exc}")
+                self._unreachable(exc)
+
+    def _unreachable(self, exc: Exception) -> None:
+        self._problems.add(
+            f"MLflow at {self._where} did not take the metrics: {one_line(exc, with_type=True)}"
+        )
 
     def _flush_all(self, params_wait_s: float = 0.0) -> None:
         with self._lock:
@@ -252,15 +309,28 @@ class Tracker:
 
     def _flush_run(self, run_id: str) -> None:
         with self._lock:
-            entries = self._pending.pop(run_id, [])
+            entries = self._take(run_id)
             if not entries and run_id not in self._params_due:
                 return
         try:
             self._write(run_id, metrics=entries)
         except Exception:
             with self._lock:
-                self._pending[run_id][:0] = entries
+                self._requeue(run_id, entries)
             raise
+
+    def _take(self, run_id: str) -> list[Metric]:
+        """Remove and return the run's queued metrics (hold ``_lock``)."""
+        entries = self._pending.pop(run_id, [])
+        self._queued -= len(entries)
+        return entries
+
+    def _requeue(self, run_id: str, entries: list[Metric], *, at_end: bool = False) -> None:
+        """Queue ``entries`` for the run, before what is queued (after it with ``at_end``)."""
+        if entries:
+            queue = self._pending[run_id]
+            queue[len(queue) if at_end else 0 : len(queue) if at_end else 0] = entries
+            self._queued += len(entries)
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Seconds and calls of MLflow writes so far."""

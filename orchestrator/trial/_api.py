@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalSink", "Trial", "TrialDiverged", "TrialPruned", "TrialSink", "local_trial"]
+__all__ = [
+    "ARTIFACT_PART_BYTES",
+    "LocalSink",
+    "Trial",
+    "TrialDiverged",
+    "TrialPruned",
+    "TrialSink",
+    "local_trial",
+]
+
+#: ``Trial.log_artifact`` sends a file in parts of this size: at most two are in memory.
+ARTIFACT_PART_BYTES = 8 * 1024 * 1024
 
 
 class TrialPruned(Exception):
@@ -38,8 +49,9 @@ class TrialSink(Protocol):
         """Record metrics at ``step``; return whether the trial should be pruned."""
         ...
 
-    def log_artifact(self, name: str, data: bytes) -> None:
-        """Store ``data`` as the artifact ``name`` of this trial's run."""
+    def log_artifact(self, name: str, data: bytes, *, part: int = 0, last: bool = True) -> None:
+        """Store ``data`` as the artifact ``name`` of this trial's run; a large file comes as
+        parts 0, 1, ... in order, the whole stored when the ``last`` arrives."""
         ...
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -108,11 +120,24 @@ class Trial:
             raise TrialPruned(f"pruned at step {step}")
 
     def log_artifact(self, path: str | Path, *, name: str | None = None) -> None:
-        """Store the file at ``path`` with the trial's run (under ``name``, default its name)."""
+        """Store the file at ``path`` with the trial's run (under ``name``, default its name).
+
+        The file is streamed in parts of :data:`ARTIFACT_PART_BYTES`, never read whole.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+        """
         file = Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"log_artifact: no file at {file}")
-        self._sink.log_artifact(name or file.name, file.read_bytes())
+        with file.open("rb") as stream:
+            part, data = 0, stream.read(ARTIFACT_PART_BYTES)
+            while True:
+                following = stream.read(ARTIFACT_PART_BYTES)
+                self._sink.log_artifact(name or file.name, data, part=part, last=not following)
+                if not following:
+                    return
+                part, data = part + 1, following
 
     def set_tag(self, key: str, value: object) -> None:
         """Attach a string tag to the trial's run (e.g. a dataset version)."""
@@ -149,10 +174,11 @@ class LocalSink:
         self.reports.append((step, metrics))
         return False
 
-    def log_artifact(self, name: str, data: bytes) -> None:
+    def log_artifact(self, name: str, data: bytes, *, part: int = 0, last: bool = True) -> None:
         target = self.artifact_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        with target.open("ab" if part else "wb") as file:
+            file.write(data)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.tags.update(tags)

@@ -245,3 +245,86 @@ def test_the_compare_link_orch_best_prints_shows_the_best_trials_side_by_side(fi
         if server_pid is not None:
             _kill_group(server_pid)
         ui.wait(timeout=30)
+
+
+def _serving(port: int) -> list[str]:
+    """Live processes with ``--port PORT`` on their command line (the UI server and workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        words = [w.decode(errors="replace") for w in command]
+        if state != "Z" and any(
+            w == f"--port={port}" or (w == "--port" and nxt == str(port))
+            for w, nxt in zip(words, [*words[1:], ""], strict=True)
+        ):
+            found.append(f"{entry}: {' '.join(words)[:150]}")
+    return found
+
+
+def _gone_within(port: int, seconds: float) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _serving(port):
+            return []
+        time.sleep(0.25)
+    return _serving(port)
+
+
+@pytest.mark.parametrize("how", ["sigkill once it answers", "sigterm once it answers"])
+def test_the_ui_server_never_outlives_orch_ui(finished, how):
+    """Killed (SIGKILL: no handler runs) or stopped while it builds its links, orch ui takes
+    the MLflow server with it: nothing keeps the port."""
+    port = free_port()
+    ui = subprocess.Popen(
+        [*ORCH, "ui", "--port", str(port), "--workspace", str(finished.workspace)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=ENV,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not _answers(port):
+            assert ui.poll() is None and time.monotonic() < deadline, "the UI did not start"
+            time.sleep(0.1)
+        assert _serving(port)
+        # At once: orch ui is still building the experiment links (seconds).
+        ui.send_signal(signal.SIGKILL if how.startswith("sigkill") else signal.SIGTERM)
+        ui.wait(timeout=60)
+        assert _gone_within(port, 30) == []
+        assert not _answers(port)
+    finally:
+        _kill_group(ui.pid)
+        ui.wait(timeout=30)
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_no_store_url_on_a_ui_server_command_line(finished):
+    """Store URLs (and any password in them) reach the servers by environment or a user-only
+    file: /proc/PID/cmdline is readable by every user of the machine."""
+    from orchestrator.results import start_mlflow_ui
+
+    for server in (
+        start_optuna_dashboard(storage_url=finished.storage, port=0),
+        start_mlflow_ui(tracking_uri=finished.tracking_uri, port=0),
+    ):
+        with server:
+            port = int(server.url.rsplit(":", 1)[1])
+            commands = _serving(port)
+            assert commands
+            for command in commands:
+                assert "sqlite" not in command
+                assert finished.storage not in command and finished.tracking_uri not in command
+            if server.config_path is not None:
+                assert server.config_path.stat().st_mode & 0o077 == 0
+        assert _gone_within(port, 30) == []

@@ -4,12 +4,15 @@ Each cluster has a folder ``~/.orch/clusters/<name>/`` (``$ORCH_HOME`` moves ``~
 only its user can open. Its ``secrets/`` folder holds the Ray auth token, the MLflow admin
 password and the MLflow server's session key, one 0600 file each. Secret values are never
 printed, logged or passed on command lines: processes get the path of the folder instead.
+
+A leaf module (standard library only): the driver, the tracker and the CLI all use it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ClusterError
+from orchestrator.errors import ClusterError, InputError
 
 __all__ = [
     "CREDENTIALS_ENV",
@@ -25,12 +28,14 @@ __all__ = [
     "ClusterFolder",
     "apply_mlflow_credentials",
     "bearer_headers",
+    "check_cluster_name",
     "ensure_secrets",
     "known_clusters",
     "orch_home",
     "read_secret",
     "resolve_token",
     "secure_ray_token_file",
+    "use_cluster_token",
     "write_secret",
 ]
 
@@ -41,6 +46,23 @@ MLFLOW_USER = "admin"
 TOKEN_FILE = "ray_token"
 MLFLOW_PASSWORD_FILE = "mlflow_password"
 MLFLOW_KEY_FILE = "mlflow_secret_key"
+#: A cluster's name: it names a folder under ``~/.orch/clusters``, so never a path.
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def check_cluster_name(name: str, *, where: str = "cluster name") -> str:
+    """``name`` if it is a cluster's name: 1-64 letters, digits, ``-`` or ``_``, not a path.
+
+    Raises:
+        InputError: it is anything else (``../x``, ``a/b``, ``.``, empty, too long).
+    """
+    if not _CLUSTER_NAME.match(name):
+        shown = repr(name) if len(name) <= 70 else repr(name[:67] + "...")
+        raise InputError(
+            f"{where} {shown}: a cluster name is 1-64 letters, digits, - or _ "
+            "(the name in the cluster config, not a path)"
+        )
+    return name
 
 
 def orch_home() -> Path:
@@ -56,7 +78,12 @@ class ClusterFolder:
 
     @classmethod
     def of(cls, name: str) -> ClusterFolder:
-        return cls(orch_home() / "clusters" / name)
+        """The folder of cluster ``name``.
+
+        Raises:
+            InputError: ``name`` is not a cluster name (a path, ...).
+        """
+        return cls(orch_home() / "clusters" / check_cluster_name(name))
 
     @property
     def name(self) -> str:
@@ -95,7 +122,11 @@ def known_clusters() -> list[ClusterFolder]:
     root = orch_home() / "clusters"
     if not root.is_dir():
         return []
-    return [ClusterFolder(p) for p in sorted(root.iterdir()) if p.is_dir()]
+    return [
+        ClusterFolder(p)
+        for p in sorted(root.iterdir())
+        if p.is_dir() and not p.is_symlink() and _CLUSTER_NAME.match(p.name)
+    ]
 
 
 def write_secret(path: Path, value: str) -> None:
@@ -165,6 +196,46 @@ def resolve_token(*, token_file: Path | None, address: str | None) -> str | None
         if address and _same_url(state.get("address"), address) and folder.token_file.exists():
             return read_secret(folder.token_file)
     return None
+
+
+def use_cluster_token(address: str) -> None:
+    """Let this process's Ray send a token to the cluster at ``address`` (``ray.init``) only
+    if it is that cluster's: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, else the token of the
+    cluster ``orch cluster up`` started at that GCS address. Otherwise token auth is turned off
+    for the connection, so ``~/.ray/auth_token`` (a local Ray's) is never sent.
+
+    Call before ``ray.init``; sets ``RAY_AUTH_MODE`` (and ``RAY_AUTH_TOKEN_PATH``, a path) in
+    this process's environment.
+    """
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        folder = next(
+            (
+                f
+                for f in known_clusters()
+                if _same_host_port((f.state() or {}).get("gcs_address"), address)
+            ),
+            None,
+        )
+        if folder is not None and folder.token_file.exists():
+            os.environ["RAY_AUTH_TOKEN_PATH"] = str(folder.token_file)
+    token_given = bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"))
+    os.environ["RAY_AUTH_MODE"] = "token" if token_given else "disabled"
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    Config.initialize("")  # Ray caches its config (and the auth mode) when imported
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _same_host_port(recorded: Any, address: str) -> bool:
+    """Whether ``address`` (``HOST:PORT``, maybe ``ray://``) is the GCS address ``recorded``."""
+    if not isinstance(recorded, str):
+        return False
+
+    def normal(value: str) -> str:
+        host, _, port = value.split("://", 1)[-1].rstrip("/").rpartition(":")
+        return f"{'127.0.0.1' if host in ('localhost', '') else host}:{port}"
+
+    return normal(recorded) == normal(address)
 
 
 def bearer_headers(token: str | None) -> dict[str, str]:
