@@ -17,7 +17,7 @@ from orchestrator.study._samplers import (
     grid_size,
     suggest,
 )
-from orchestrator.study._storage import JOURNAL_PREFIX, open_storage, study_exists
+from orchestrator.study._storage import JOURNAL_PREFIX, is_new_storage, open_storage, study_exists
 from orchestrator.study._study import (
     FINISHED_STATES,
     check_study,
@@ -27,6 +27,13 @@ from orchestrator.study._study import (
     open_study,
     requeue,
     trial_id_of,
+)
+from orchestrator.study._summary import (
+    best_trials,
+    describe_trial,
+    metric_names,
+    state_counts,
+    study_summary,
 )
 
 __all__ = [
@@ -38,20 +45,26 @@ __all__ = [
     "SAMPLERS",
     "Owner",
     "StudyHub",
+    "best_trials",
     "build_pruner",
     "build_sampler",
     "check_study",
     "count_states",
+    "describe_trial",
     "finished_count",
     "grid",
     "grid_size",
     "heartbeat",
     "is_finished",
+    "is_new_storage",
     "live_driver",
+    "metric_names",
     "open_storage",
     "open_study",
     "requeue",
+    "state_counts",
     "study_exists",
+    "study_summary",
     "suggest",
     "trial_id_of",
 ]
