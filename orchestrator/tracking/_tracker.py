@@ -26,6 +26,7 @@ from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.cluster import apply_mlflow_credentials
 from orchestrator.names import Tag
 from orchestrator.tracking._artifacts import upload_artifact
+from orchestrator.tracking._schema import seed_sqlite_store
 
 __all__ = [
     "RUN_STATUS",
@@ -90,6 +91,7 @@ class Tracker:
         quiet_libraries()
         tune_sqlite()
         apply_mlflow_credentials(tracking_uri)
+        seed_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
