@@ -23,7 +23,7 @@ from orchestrator.errors import ClusterError, OrchError, RunError, SpecError, St
 from orchestrator.trial import LocalSink, Trial, TrialDiverged, TrialPruned, local_trial
 
 if TYPE_CHECKING:
-    from orchestrator._sweep import SweepInterrupted, SweepResult, sweep
+    from orchestrator._sweep import SweepInterrupted, SweepLost, SweepResult, sweep
     from orchestrator.results import (
         StatusReader,
         best_summary,
@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "sweep": "orchestrator._sweep",
     "SweepInterrupted": "orchestrator._sweep",
+    "SweepLost": "orchestrator._sweep",
     "SweepResult": "orchestrator._sweep",
     "Spec": "orchestrator.spec",
     "load_spec": "orchestrator.spec",
@@ -63,6 +64,7 @@ __all__ = [
     "StatusReader",
     "StudyError",
     "SweepInterrupted",
+    "SweepLost",
     "SweepResult",
     "Trial",
     "TrialDiverged",
