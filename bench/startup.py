@@ -3,7 +3,8 @@
 Each case is one process started from scratch, timed from launch to exit, repeated (the cases
 interleaved so that a noisy neighbour hits all of them alike); min and median are reported.
 
-- ``ray``: ``ray.init()`` (no dashboard, as orch starts it), one task, ``ray.shutdown()``.
+- ``ray``: ``ray.init()``, one task, ``ray.shutdown()``.
+- ``ray-nodash``: the same without the dashboard (what orch asks of a local Ray).
 - ``orch-new``: ``orch sweep bench/startup-noop.yaml`` (one no-op trial) in a new workspace.
 - ``orch-again``: the same in a workspace that already holds an earlier sweep (a new study).
 - ``orch-help``: ``orch --help``.
@@ -12,10 +13,11 @@ interleaved so that a noisy neighbour hits all of them alike); min and median ar
 
 Goals (issue 13): orch-new and orch-again at most 2 s above ``ray``; orch-help <= 0.5 s.
 
-    python bench/startup.py [--repeat 5] [--cases ray orch-new ...] [--code DIR] [--out FILE]
+    python bench/startup.py [--repeat 5] [--cases ray orch-new ...] [--code LABEL=DIR ...]
 
-``--code DIR`` runs another checkout's orch (put first on PYTHONPATH), e.g. to measure the
-code before a change with the same interpreter and packages.
+``--code LABEL=DIR`` (repeatable) runs the orch cases with another checkout's orch (put first
+on PYTHONPATH) too, interleaved with this one's (label ``now``): e.g. the code before a change,
+with the same interpreter and packages, in the same run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,8 +40,8 @@ SPEC = REPO / "bench" / "startup-noop.yaml"
 ORCH = str(Path(sys.executable).with_name("orch"))
 
 BARE_RAY = """
-import ray
-ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+import sys, ray
+ray.init(**({"include_dashboard": False} if sys.argv[1:] == ["nodash"] else {}))
 assert ray.get(ray.remote(lambda: 1).remote()) == 1
 ray.shutdown()
 """
@@ -71,18 +72,13 @@ def command(case: str, folder: Path, rep: int) -> list[str]:
     """The command line of one repetition of ``case``, with its own files under ``folder``."""
     if case == "ray":
         return [sys.executable, "-c", BARE_RAY]
+    if case == "ray-nodash":
+        return [sys.executable, "-c", BARE_RAY, "nodash"]
     if case == "orch-new":
         return [ORCH, "sweep", str(SPEC), "--workspace", str(folder / f"new-{rep}")]
     if case == "orch-again":
-        return [
-            ORCH,
-            "sweep",
-            str(SPEC),
-            "--workspace",
-            str(folder / "again"),
-            "--set",
-            f"name=again-{rep}",
-        ]
+        again = ["--workspace", str(folder / "again"), "--set", f"name=again-{rep}"]
+        return [ORCH, "sweep", str(SPEC), *again]
     if case == "orch-help":
         return [ORCH, "--help"]
     if case == "optuna":
@@ -114,44 +110,51 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        default=["ray", "orch-new", "orch-again", "orch-help", "optuna", "tune"],
+        default=["ray", "ray-nodash", "orch-new", "orch-again", "orch-help", "optuna", "tune"],
     )
-    parser.add_argument("--code", type=Path, help="checkout whose orch to run (PYTHONPATH)")
+    parser.add_argument("--code", action="append", default=[], help="LABEL=DIR of another orch")
     parser.add_argument("--out", type=Path, default=Path("bench/results/startup.json"))
     args = parser.parse_args()
-    code = (args.code or REPO).resolve()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(code), str(REPO)]))}
-    env.pop("RAY_ADDRESS", None)
-    times: dict[str, list[float]] = {case: [] for case in args.cases}
+    others = (given.partition("=") for given in args.code)
+    codes = {"now": REPO, **{label: Path(folder).resolve() for label, _, folder in others}}
+    runs: list[tuple[str, str, dict[str, str]]] = []  # (name, case, environment)
+    for case in args.cases:
+        for label, code in codes.items() if case.startswith("orch-") else [("", REPO)]:
+            path = os.pathsep.join(dict.fromkeys([str(code), str(REPO)]))
+            env = {**os.environ, "PYTHONPATH": path}
+            env.pop("RAY_ADDRESS", None)
+            name = f"{case}@{label}" if label and len(codes) > 1 else case
+            runs.append((name, case, env))
+    times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     with tempfile.TemporaryDirectory(prefix="orch-startup-") as tmp:
-        folder = Path(tmp)
-        if "orch-again" in args.cases:  # the workspace an earlier sweep left
-            first = command("orch-again", folder, -1)
-            subprocess.run(first, cwd=folder, env=env, check=True, capture_output=True)
-            settle(folder)
+        for name, case, env in runs:
+            (Path(tmp) / name).mkdir()
+            if case == "orch-again":  # the workspace an earlier sweep left
+                first = command(case, Path(tmp) / name, -1)
+                subprocess.run(first, cwd=tmp, env=env, check=True, capture_output=True)
+                settle(Path(tmp))
         for rep in range(args.repeat):
-            for case in args.cases:
-                argv = command(case, folder, rep)
+            for name, case, env in runs:
+                argv = command(case, Path(tmp) / name, rep)
                 start = time.perf_counter()
-                done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True)
+                done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True)
                 wall = time.perf_counter() - start
                 if done.returncode != 0:
-                    sys.exit(f"{case} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-                times[case].append(wall)
-                print(f"{case:11s} rep {rep}: {wall:6.2f} s", flush=True)
-                settle(folder)
-        shutil.rmtree(folder / "again", ignore_errors=True)
+                    sys.exit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+                times[name].append(wall)
+                print(f"{name:18s} rep {rep}: {wall:6.2f} s", flush=True)
+                settle(Path(tmp))
     rows = {
-        case: {"min_s": min(ts), "median_s": statistics.median(ts), "runs_s": ts}
-        for case, ts in times.items()
+        name: {"min_s": min(ts), "median_s": statistics.median(ts), "runs_s": ts}
+        for name, ts in times.items()
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     machine = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
-        "code": str(code),
-        "commit": _commit(code),
+        "codes": {label: f"{code} ({_commit(code)})" for label, code in codes.items()},
+        "command": " ".join(sys.argv),
     }
     args.out.write_text(json.dumps({"machine": machine, "cases": rows}, indent=2))
     print_table(rows)
@@ -165,14 +168,14 @@ def _commit(code: Path) -> str:
 
 
 def print_table(rows: dict[str, dict[str, float]]) -> None:
-    print("\n| case | min (s) | median (s) | median - ray (s) |")
-    print("|---|---|---|---|")
-    ray_median = rows.get("ray", {}).get("median_s")
-    for case, row in rows.items():
-        above = "-"
-        if ray_median is not None and case.startswith("orch-") and case != "orch-help":
-            above = f"{row['median_s'] - ray_median:+.2f}"
-        print(f"| {case} | {row['min_s']:.2f} | {row['median_s']:.2f} | {above} |")
+    print("\n| case | min (s) | median (s) | min - ray min (s) | median - ray median (s) |")
+    print("|---|---|---|---|---|")
+    ray = rows.get("ray")
+    for name, row in rows.items():
+        above = ["-", "-"]
+        if ray and name.startswith("orch-") and not name.startswith("orch-help"):
+            above = [f"{row[k] - ray[k]:+.2f}" for k in ("min_s", "median_s")]
+        print(f"| {name} | {row['min_s']:.2f} | {row['median_s']:.2f} | {' | '.join(above)} |")
 
 
 if __name__ == "__main__":

@@ -5,18 +5,10 @@ One parent run per sweep and one nested child run per trial attempt. May import
 credentials of an orch cluster's tracking server) and the shared leaf modules; never Optuna.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from orchestrator.tracking._artifacts import upload_artifact
-from orchestrator.tracking._runs import (
-    RunLink,
-    experiment_id,
-    find_trial_run,
-    get_run,
-    metric_histories,
-    parent_spec,
-    quiet_downloads,
-    run_links,
-    running_trial_runs,
-)
 from orchestrator.tracking._tracker import (
     RUN_STATUS,
     Tracker,
@@ -24,6 +16,36 @@ from orchestrator.tracking._tracker import (
     ensure_experiment,
     open_children,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.tracking._runs import (
+        RunLink,
+        experiment_id,
+        find_trial_run,
+        get_run,
+        metric_histories,
+        parent_spec,
+        quiet_downloads,
+        run_links,
+        running_trial_runs,
+    )
+
+#: Readers of runs, imported (with MLflow) on first use: the driver and the study hub import
+#: this package for the tracker actor's class only.
+_LAZY = {
+    name: "orchestrator.tracking._runs"
+    for name in (
+        "RunLink",
+        "experiment_id",
+        "find_trial_run",
+        "get_run",
+        "metric_histories",
+        "parent_spec",
+        "quiet_downloads",
+        "run_links",
+        "running_trial_runs",
+    )
+}
 
 __all__ = [
     "RUN_STATUS",
@@ -42,3 +64,11 @@ __all__ = [
     "running_trial_runs",
     "upload_artifact",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'orchestrator.tracking' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

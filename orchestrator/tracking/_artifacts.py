@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from mlflow import MlflowClient
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = ["upload_artifact"]
 
