@@ -1,4 +1,5 @@
-"""Shared fixtures: one real local Ray for the session, a fresh workspace per test."""
+"""Shared fixtures: one real local Ray and one PostgreSQL server for the session; per test a
+fresh workspace and fresh databases."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import ray
+
+from tests.postgres import pg_db, pg_server  # noqa: F401  (fixtures: a real PostgreSQL server)
 
 REPO = Path(__file__).resolve().parent.parent
 
