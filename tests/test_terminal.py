@@ -20,7 +20,7 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import load, runs, study_so_far
+from tests.helpers import load, runs, runs_so_far, study_so_far
 
 REPO = Path(__file__).resolve().parent.parent
 ORCH = str(Path(sys.executable).with_name("orch"))
@@ -122,7 +122,9 @@ def test_local_ray_killed_mid_sweep_closes_everything_and_prints_the_resume_comm
     while time.time() < deadline:
         assert term.process.poll() is None, term.raw[-3000:]
         study = study_so_far(tmp_path / "ws", "doomed")
-        if study is not None and len(study.get_trials(states=(TrialState.RUNNING,))) == 2:
+        found = runs_so_far(tmp_path / "ws", "doomed")  # the tracker opens runs a bit later
+        running = found and [r for r in found[1] if r.info.status == "RUNNING"]
+        if study and len(study.get_trials(states=(TrialState.RUNNING,))) == 2 and running:
             break
         time.sleep(0.5)
     else:
