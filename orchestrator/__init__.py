@@ -10,8 +10,8 @@ A package per stage of a sweep, each importing only those before it: :mod:`~orch
 (Optuna) and :mod:`~orchestrator.tracking` (MLflow) → :mod:`~orchestrator.engine` (Ray) →
 :func:`sweep`; :mod:`~orchestrator.results` reads sweeps back, :mod:`~orchestrator.cluster`
 runs them remotely, :mod:`~orchestrator.cli` is the ``orch`` command. The names below that need
-Optuna, Ray or MLflow are imported on first use, so ``import orchestrator`` stays light (jobs
-and Ray workers import it).
+Optuna, Ray or MLflow (and the rest) are imported on first use, so ``import orchestrator`` stays
+light (jobs, Ray workers and ``orch --help`` import it).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ClusterError, OrchError, RunError, SpecError, StudyError
-from orchestrator.trial import LocalSink, Trial, TrialDiverged, TrialPruned, local_trial
 
 if TYPE_CHECKING:
-    from orchestrator._sweep import SweepInterrupted, SweepResult, sweep
+    from orchestrator._sweep import SweepInterrupted, SweepLost, SweepResult, sweep
     from orchestrator.results import (
         StatusReader,
         best_summary,
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
         study_summary,
     )
     from orchestrator.spec import Spec, load_spec
+    from orchestrator.trial import LocalSink, Trial, TrialDiverged, TrialPruned, local_trial
 
 __version__ = "0.1.0"
 
@@ -41,9 +41,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "sweep": "orchestrator._sweep",
     "SweepInterrupted": "orchestrator._sweep",
+    "SweepLost": "orchestrator._sweep",
     "SweepResult": "orchestrator._sweep",
     "Spec": "orchestrator.spec",
     "load_spec": "orchestrator.spec",
+    "LocalSink": "orchestrator.trial",
+    "Trial": "orchestrator.trial",
+    "TrialDiverged": "orchestrator.trial",
+    "TrialPruned": "orchestrator.trial",
+    "local_trial": "orchestrator.trial",
     "StatusReader": "orchestrator.results",
     "best_summary": "orchestrator.results",
     "compare_runs": "orchestrator.results",
@@ -63,6 +69,7 @@ __all__ = [
     "StatusReader",
     "StudyError",
     "SweepInterrupted",
+    "SweepLost",
     "SweepResult",
     "Trial",
     "TrialDiverged",

@@ -1,32 +1,53 @@
-"""``sweep()``: validate a spec, then run its study on Ray with every trial tracked in MLflow."""
+"""``sweep()``: validate a spec, then run its study on Ray with every trial tracked in MLflow.
+
+Imports no MLflow (the tracker actor writes the runs) and opens the study's storage at most
+once (to check the study before Ray starts; the hub hands back the summary at the end).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ray
 import yaml
-from ray.exceptions import RayActorError
+from ray.exceptions import RayError
 
 from orchestrator.credentials import apply_mlflow_credentials
-from orchestrator.engine import Listener, TrialLoop, close_abandoned, ray_session, start_actors
+from orchestrator.engine import (
+    Listener,
+    RayLost,
+    TrialLoop,
+    close_abandoned,
+    lost_reason,
+    ray_session,
+    start_actors,
+)
 from orchestrator.errors import OrchError, one_line, redact
 from orchestrator.names import Tag, TrialAttr
 from orchestrator.provenance import collect
-from orchestrator.results import study_summary
 from orchestrator.spec import PreparedSweep, Spec, prepare_sweep
-from orchestrator.study import Owner, check_study, grid_size, open_storage
+from orchestrator.study import (
+    Owner,
+    check_study,
+    grid_size,
+    is_new_storage,
+    open_storage,
+    study_summary,
+)
 from orchestrator.workspace import Locations, resolve_locations
 
-__all__ = ["SweepInterrupted", "SweepResult", "sweep"]
+__all__ = ["SweepInterrupted", "SweepLost", "SweepResult", "report_in_background", "sweep"]
 
 
 class SweepInterrupted(OrchError):
@@ -34,6 +55,17 @@ class SweepInterrupted(OrchError):
 
     def __init__(self, message: str, result: SweepResult) -> None:
         super().__init__(message)
+        self.result = result
+
+
+class SweepLost(OrchError):
+    """Ray (or the sweep's study hub) was lost mid-sweep: the local Ray's processes died or
+    the cluster went away. Its running trials were closed and queued to re-run (``--resume``
+    continues), and its MLflow runs closed, from the driver."""
+
+    def __init__(self, what: str, result: SweepResult) -> None:
+        super().__init__(what)
+        self.what = what
         self.result = result
 
 
@@ -57,13 +89,15 @@ class SweepResult:
     first_failure: str | None = None
     #: Seconds and calls per activity of the driver loop, the study hub and the MLflow tracker.
     timings: dict[str, Any] = field(default_factory=dict)
+    #: What was lost mid-sweep (Ray, the study hub); None when the sweep ended through Ray.
+    lost: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (what ``orch sweep --json`` prints)."""
         return {
             "study": self.study,
-            "storage": redact(self.storage),
-            "tracking_uri": redact(self.tracking_uri),
+            "storage": self.storage,
+            "tracking_uri": self.tracking_uri,
             "parent_run_id": self.parent_run_id,
             "counts": self.counts,
             "metrics": self.metrics,
@@ -72,6 +106,7 @@ class SweepResult:
                 {k: v for k, v in t.items() if k != "user_attrs"} for t in self.best_trials
             ],
             "interrupted": self.interrupted,
+            "lost": self.lost,
             "errors": [redact(error) for error in self.errors],
             "warnings": self.warnings,
             "first_failure": self.first_failure,
@@ -93,6 +128,7 @@ def sweep(
     listener: Listener | None = None,
     log_to_driver: bool = True,
     report: bool = True,
+    ray_log: str | Path | None = None,
 ) -> SweepResult:
     """Run a sweep until its study holds ``trials`` finished trials.
 
@@ -108,10 +144,14 @@ def sweep(
             :func:`orchestrator.workspace.resolve_locations`).
         address: a Ray cluster to run on (default: ``RAY_ADDRESS``, else a local Ray).
         resume: continue the study of the same name.
-        listener: told what the trial loop does (e.g. a progress bar).
+        listener: told what the sweep does (e.g. a progress bar).
         log_to_driver: let Ray print the workers' output here.
         report: log the finished study's plots and summary page under ``report/`` on its
-            parent run.
+            parent run before returning (``orch sweep`` does it afterwards, in the background:
+            :func:`report_in_background`).
+        ray_log: a file for Ray's own logging instead of stderr (see
+            :func:`orchestrator.engine.ray_output_to`); the workers' output then stays in
+            their runs' ``output.log`` and Ray's worker logs.
 
     Returns:
         What the study and tracking store hold when the sweep ends.
@@ -121,7 +161,10 @@ def sweep(
         StudyError: the study exists (without ``resume``), differs, or another orch runs it.
         ClusterError: Ray could not be started or reached.
         SweepInterrupted: Ctrl-C stopped the sweep; its trials were closed and re-queued.
+        SweepLost: Ray (or the study hub) was lost mid-sweep; what it ran was closed from
+            here and its trials re-queued.
     """
+    listener = listener or Listener()
     if isinstance(spec, PreparedSweep):
         if overrides or trials is not None or parallel is not None:
             raise TypeError("a PreparedSweep already has its overrides, trials and parallel")
@@ -130,84 +173,59 @@ def sweep(
         prepared = prepare_sweep(spec, overrides=overrides, trials=trials, parallel=parallel)
     spec, project = prepared.spec, prepared.project
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
+    if not is_new_storage(where.storage):  # a new file holds no study: nothing to check
+        listener.phase("opening the study")
+        check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     where.prepare()
-    check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     spec_yaml = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     stop = threading.Event()
     owner = Owner.current()
-    found = collect(project)
-    with ray_session(address=address, project=project, log_to_driver=log_to_driver):
-        # After Ray started (its processes do not inherit them): the driver's own MLflow calls
-        # (the report, closing what a lost hub left open) log in like the tracker's.
-        apply_mlflow_credentials(where.tracking_uri)
-        hub, tracker = start_actors(
-            spec=spec,
-            spec_yaml=spec_yaml,
-            storage_url=where.storage,
-            tracking_uri=where.tracking_uri,
-            artifact_location=where.artifact_location,
-            owner=owner,
-            resume=resume,
-            parent_tags={**found.tags, Tag.OVERRIDES: " ".join(prepared.overrides)},
-        )
-        for name, data in found.files.items():
-            tracker.log_parent_artifact.remote(name, data)
-        loop = TrialLoop(
-            spec=spec,
-            hub=hub,
-            target=min(spec.trials, grid_size(spec) or spec.trials),
-            search_path=[str(project)],
-            tracking_uri=where.tracking_uri,
-            listener=listener or Listener(),
-            stop=stop,
-        )
-        status = "FAILED"
-        timings: dict[str, Any] = {}
-        warnings: list[str] = []
-        started = time.perf_counter()
-        # One Ctrl-C stops the loop and closes its trials; a second one, until the end, exits.
-        with _stop_on_sigint(stop):
-            try:
-                outcome = loop.run()
-                if outcome.interrupted:
-                    ray.get(
-                        hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)")
-                    )
-                status = "KILLED" if outcome.interrupted else "FINISHED"
-                timings = {"loop_s": round(time.perf_counter() - started, 3)}
-                timings["driver"] = loop.stopwatch.summary()
-                timings["hub"] = ray.get(hub.stats.remote())
-                warnings = ray.get(hub.rule_warnings.remote())
-            except RayActorError:  # the hub or tracker died: what they left open is closed below
-                loop.abort()
-            except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
-                reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
-                with contextlib.suppress(RayActorError):
-                    ray.get(hub.interrupt.remote(loop.abort(), reason))
-                raise
-            finally:
-                try:
-                    errors = ray.get(hub.close.remote(status))
-                    timings["tracker"] = ray.get(tracker.stats.remote())
-                except RayActorError as exc:
-                    reason = f"the study hub was lost ({type(exc).__name__})"
-                    problems = close_abandoned(
-                        storage_url=where.storage,
-                        tracking_uri=where.tracking_uri,
-                        study_name=spec.name,
-                        owner=owner,
-                        status="FAILED",
-                        reason=reason,
-                    )
-                    closed = "re-queued and their runs closed" if not problems else "re-queued"
-                    errors = [
-                        f"{reason}; its running trials were {closed} (continue with --resume)",
-                        *problems,
-                    ]
-    result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
-    result.timings = timings
-    result.warnings = warnings
-    if report and status == "FINISHED":
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ended = _Ended()
+    with contextlib.ExitStack() as cleanup:
+        # Runs last, also when an error ends the sweep: closes what a lost Ray left open.
+        cleanup.callback(_close_if_lost, ended, spec, where, owner, listener)
+        background = cleanup.enter_context(ThreadPoolExecutor(max_workers=1))
+        provenance = background.submit(collect, project)  # git and packages, while Ray starts
+        listener.phase(f"connecting to {address}" if address else "starting Ray")
+        with ray_session(
+            address=address,
+            project=project,
+            log_to_driver=log_to_driver,
+            log_file=Path(ray_log) if ray_log is not None else None,
+        ):
+            # After Ray started (its processes do not inherit them): the driver's own MLflow
+            # calls (the report, closing what a lost hub left open) log in like the tracker's.
+            apply_mlflow_credentials(where.tracking_uri)
+            listener.phase("starting the study hub and tracker")
+            found = provenance.result()
+            hub, tracker = start_actors(
+                spec=spec,
+                spec_yaml=spec_yaml,
+                storage_url=where.storage,
+                tracking_uri=where.tracking_uri,
+                artifact_location=where.artifact_location,
+                owner=owner,
+                resume=resume,
+                parent_tags={**found.tags, Tag.OVERRIDES: " ".join(prepared.overrides)},
+            )
+            for name, data in found.files.items():
+                tracker.log_parent_artifact.remote(name, data)
+            loop = TrialLoop(
+                spec=spec,
+                hub=hub,
+                target=min(spec.trials, grid_size(spec) or spec.trials),
+                search_path=[str(project)],
+                tracking_uri=where.tracking_uri,
+                listener=listener,
+                stop=stop,
+            )
+            _run_loop(loop, hub, tracker, listener, ended)
+            listener.phase("stopping Ray")
+    result = _result(spec, where, ended)
+    if ended.lost is not None:
+        raise SweepLost(ended.lost, result)
+    if report and ended.status == "FINISHED":
         result.errors += _log_report(spec.name, where, result.parent_run_id)
     if result.interrupted:
         raise SweepInterrupted(
@@ -217,13 +235,93 @@ def sweep(
     return result
 
 
-def _result(spec: Spec, where: Locations, *, interrupted: bool, errors: list[str]) -> SweepResult:
+@dataclass
+class _Ended:
+    """How the trial loop and the closing of the study ended."""
+
+    status: str = "FAILED"
+    summary: dict[str, Any] | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+    #: What was lost (Ray, the study hub), when the sweep could not close it through Ray.
+    lost: str | None = None
+
+
+def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended: _Ended) -> None:
+    """Run the loop, then close the study through its hub; record in ``ended`` how it went.
+
+    Raises:
+        Exception: what stopped the loop, when it was not the loss of Ray (its trials closed).
+    """
+    started = time.perf_counter()
+    # One Ctrl-C stops the loop and closes its trials; a second one, until the end, exits.
+    with _stop_on_sigint(loop.stop):
+        try:
+            outcome = loop.run()
+            if outcome.interrupted:
+                loop.get(hub.interrupt.remote(outcome.unfinished, "interrupted by user (Ctrl-C)"))
+            ended.status = "KILLED" if outcome.interrupted else "FINISHED"
+            ended.timings = {"loop_s": round(time.perf_counter() - started, 3)}
+            ended.timings["driver"] = loop.stopwatch.summary()
+            ended.timings["hub"] = loop.get(hub.stats.remote())
+            ended.warnings = loop.get(hub.rule_warnings.remote())
+        except Exception as exc:
+            ended.lost = lost_reason(exc)
+            if ended.lost is None:  # close what runs, so nothing stays RUNNING; then report
+                reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
+                with contextlib.suppress(RayError, RayLost):
+                    loop.get(hub.interrupt.remote(loop.abort(), reason))
+                raise
+        finally:
+            if ended.lost is None:
+                listener.phase("closing the study")
+                try:
+                    ended.summary, ended.errors = loop.get(hub.close.remote(ended.status))
+                    ended.timings["tracker"] = loop.get(tracker.stats.remote())
+                except (RayError, RayLost) as exc:
+                    ended.lost = lost_reason(exc) or f"the study hub failed: {one_line(exc)}"
+
+
+def _close_if_lost(
+    ended: _Ended, spec: Spec, where: Locations, owner: Owner, listener: Listener
+) -> None:
+    """When Ray was lost, close from here what its hub and tracker left open."""
+    if ended.lost is None:
+        return
+    listener.phase("closing the trials and runs Ray left open")
+    ended.errors += close_abandoned(
+        storage_url=where.storage,
+        tracking_uri=where.tracking_uri,
+        study_name=spec.name,
+        owner=owner,
+        status="FAILED",
+        reason=f"interrupted: {ended.lost}",
+    )
+
+
+def _result(spec: Spec, where: Locations, ended: _Ended) -> SweepResult:
+    """What the sweep left: the hub's summary, or the storage's when the hub was lost."""
     import optuna
 
-    study = optuna.load_study(study_name=spec.name, storage=open_storage(where.storage))
-    summary = study_summary(study, top=1)
-    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-    first = next((t for t in failed if not t.user_attrs.get(TrialAttr.INTERRUPTED)), None)
+    summary = ended.summary
+    study = None
+    if summary is None:
+        study = optuna.load_study(
+            study_name=spec.name, storage=open_storage(where.storage, read_only=True)
+        )
+        summary = study_summary(study, top=1)
+    first_failure = None
+    if summary["counts"].get("FAIL"):  # why, read from the storage (the summary has counts)
+        if study is None:
+            study = optuna.load_study(
+                study_name=spec.name, storage=open_storage(where.storage, read_only=True)
+            )
+        failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+        first = next((t for t in failed if not t.user_attrs.get(TrialAttr.INTERRUPTED)), None)
+        if first is not None:
+            reason = first.user_attrs.get(TrialAttr.FAIL_REASON, "no reason")
+            first_failure = f"trial {first.number}: {reason}"
     return SweepResult(
         study=spec.name,
         storage=where.storage,
@@ -233,13 +331,12 @@ def _result(spec: Spec, where: Locations, *, interrupted: bool, errors: list[str
         best_trials=summary["best_trials"],
         metrics=summary["metrics"],
         directions=summary["directions"],
-        interrupted=interrupted,
-        errors=errors,
-        first_failure=(
-            f"trial {first.number}: {first.user_attrs.get(TrialAttr.FAIL_REASON, 'no reason')}"
-            if first is not None
-            else None
-        ),
+        interrupted=ended.status == "KILLED",
+        errors=ended.errors,
+        warnings=ended.warnings,
+        first_failure=first_failure,
+        timings=ended.timings,
+        lost=ended.lost,
     )
 
 
@@ -260,6 +357,39 @@ def _log_report(name: str, where: Locations, parent_run_id: str | None) -> list[
     except Exception as exc:
         return [f"report: {one_line(exc, with_type=True)}"]
     return []
+
+
+def report_in_background(result: SweepResult, log_file: Path) -> subprocess.Popen[bytes] | None:
+    """Log the report of ``result``'s study on its parent run, from a process of its own.
+
+    Returns at once with the process (None when the sweep has no parent run): it writes what
+    it does to ``log_file``, exits 1 when the report fails (its last line then says why) and
+    tags the parent run ``orch.report_error``. It survives the caller when not waited for.
+    """
+    if result.parent_run_id is None:
+        return None
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    here = str(Path(__file__).resolve().parent.parent)  # this orchestrator, whatever the cwd
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    job = {
+        "study": result.study,
+        "storage": result.storage,
+        "tracking_uri": result.tracking_uri,
+        "parent_run_id": result.parent_run_id,
+    }
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.results._report_job", str(log_file)],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": path},
+            start_new_session=True,  # a Ctrl-C at the prompt afterwards is not for it
+        )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(job).encode())  # store URLs may hold passwords: not argv
+    process.stdin.close()
+    return process
 
 
 @contextlib.contextmanager

@@ -66,6 +66,9 @@ class Tag:
     OVERRIDES: Final = "orch.overrides"
     BEST_TRIAL: Final = "orch.best_trial"
     BEST_RUN_ID: Final = "orch.best_run_id"
+    #: Why the end-of-sweep report could not be logged (built after the sweep, in the
+    #: background); absent when it was.
+    REPORT_ERROR: Final = "orch.report_error"
     # Provenance of the parent run (and of a replay).
     PYTHON: Final = "orch.python"
     VERSION: Final = "orch.version"

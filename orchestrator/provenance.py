@@ -201,12 +201,29 @@ def _git(project: Path, *args: str, strip: bool = True) -> str | None:
 
 
 def _freeze() -> str:
-    lines = {
-        f"{dist.metadata['Name']}=={dist.version}"
-        for dist in metadata.distributions()
-        if dist.metadata["Name"]
-    }
+    """``name==version`` of every installed distribution, like ``pip freeze``.
+
+    Reads only the head of each METADATA file: parsing whole files as email messages (what
+    ``Distribution.metadata`` does) costs ten times more.
+    """
+    lines = set()
+    for dist in metadata.distributions():
+        head = _metadata_head(dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "")
+        if head.get("Name"):
+            lines.add(f"{head['Name']}=={head.get('Version')}")
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
+def _metadata_head(text: str) -> dict[str, str]:
+    """The ``Name`` and ``Version`` fields of a core-metadata file (before its first blank line)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line:
+            break
+        key, _, value = line.partition(": ")
+        if key in ("Name", "Version") and key not in found:
+            found[key] = value.strip()
+    return found
 
 
 def package_version(package: str) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,12 @@ class Locations:
         if self.tracking_uri == _sqlite(self.workspace / "mlflow.db"):
             return (self.workspace / "artifacts").as_uri()
         return None
+
+    def log_file(self, kind: str, study: str) -> Path:
+        """A new log file under the workspace's ``logs/``: ``<kind>-<study>-<time>.log``."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study)
+        return self.workspace / "logs" / f"{kind}-{safe}-{stamp}.log"
 
     def prepare(self) -> None:
         """Create the folders of the sqlite files the URLs name."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -225,3 +226,64 @@ def test_trials_spread_to_a_node_that_joins_mid_sweep(tmp_path, cluster):
     assert max_overlap(study.get_trials(states=(TrialState.COMPLETE,))) >= 3
     _, children = runs(tmp_path / "ws", "grows")
     assert {r.data.tags["test_node"] for r in children} == {"head", "late"}
+
+
+def test_cluster_lost_mid_sweep_exits_3_with_the_resume_command_then_resume_finishes(tmp_path):
+    first = LocalCluster()
+    try:
+        first.add_node("head", cpus=2)
+        spec = spec_file(tmp_path, "gone", "trials: 4\nparallel: 2\nfixed: {seconds: 120}\n")
+        proc = orch_sweep(spec, tmp_path, first, popen=True)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            study = study_so_far(tmp_path / "ws", "gone")
+            if study is not None and len(study.get_trials(states=(TrialState.RUNNING,))) == 2:
+                break
+            time.sleep(0.5)
+        killed_at = time.time()
+        for node in first.nodes:  # the whole cluster goes away; the driver lives on
+            node.kill()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        first.shutdown()
+    assert proc.returncode == 3, err[-3000:]
+    assert time.time() - killed_at < 60  # noticed within 30 s, then closed the stores
+    assert "Traceback" not in err, err[-3000:]
+    assert f"error: lost the Ray cluster at {first.address} mid-sweep" in err, err[-3000:]
+    resume = [line for line in err.splitlines() if line.startswith("continue with: ")]
+    assert resume, err[-3000:]
+    command = shlex.split(resume[0].removeprefix("continue with: "))
+    assert command[:2] == ["orch", "sweep"] and command[-1] == "--resume"
+    assert command[command.index("--address") + 1] == first.address  # the user's own arguments
+    assert json.loads(out)["lost"]
+    study = load(tmp_path / "ws", "gone")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    lost = {t.number: t.params for t in study.get_trials(states=(TrialState.FAIL,))}
+    assert len(lost) == 2
+    parent, children = runs(tmp_path / "ws", "gone")
+    assert parent.info.status != "RUNNING"
+    assert children and all(r.info.status != "RUNNING" for r in children)
+
+    again = LocalCluster(port=first.port)  # the cluster is back at the same address
+    try:
+        again.add_node("head", cpus=2)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            [ORCH, *command[1:], "--set", "fixed.seconds=0.2"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        again.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    complete = load(tmp_path / "ws", "gone").get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 4  # none twice
+    reruns = {
+        t.user_attrs["orch.rerun_of"]: t.params for t in complete if "orch.rerun_of" in t.user_attrs
+    }
+    assert reruns == lost

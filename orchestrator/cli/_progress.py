@@ -35,6 +35,9 @@ class SweepProgress(Listener):
         self._states: Counter[str] = Counter()
         self._running = 0
         self._values: list[tuple[int, list[float]]] = []
+        self._phase = ""
+        #: How many attempts were lost and run again (their worker or node died).
+        self.retried = 0
 
     def __enter__(self) -> SweepProgress:
         self._progress.start()
@@ -43,10 +46,19 @@ class SweepProgress(Listener):
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._phase = ""  # the last frame stays on screen: states and best, not "stopping Ray"
+        if exc is not None:  # interrupted or lost: its running trials were closed
+            self._running = 0
+        self._refresh()
         self._progress.stop()
+
+    def phase(self, step: str) -> None:
+        self._phase = f"{step}…"
+        self._refresh()
 
     def started(self, ticket: Ticket) -> None:
         self._running += 1
+        self._phase = ""
         self._refresh()
 
     def finished(self, ticket: Ticket, outcome: Outcome) -> None:
@@ -61,6 +73,7 @@ class SweepProgress(Listener):
 
     def retrying(self, ticket: Ticket, reason: str) -> None:
         self._running -= 1
+        self.retried += 1
         self._console.print(
             f"[yellow]trial {ticket.number} attempt {ticket.attempt} lost[/]: {reason}; retrying"
         )
@@ -85,6 +98,8 @@ class SweepProgress(Listener):
             )
             if count
         )
+        if self._phase:
+            states = f"{states} {self._phase}" if states else self._phase
         self._progress.update(self._task, states=states, best=self._best())
 
     def _best(self) -> str:

@@ -42,33 +42,66 @@ def sweep_command(
     stores: opt.Stores,
 ) -> None:
     """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
-    from orchestrator import SweepInterrupted, sweep
+    from orchestrator import SweepInterrupted, SweepLost, sweep
+    from orchestrator._sweep import report_in_background
     from orchestrator.cli._progress import SweepProgress
+    from orchestrator.engine import stderr_on_own_descriptor
     from orchestrator.spec import prepare_sweep
 
     prepared = prepare_sweep(spec, overrides=set_ or [], trials=trials, parallel=parallel)
     if dry_run:
         _print_dry_run(prepared.project, address)
         return
+    where = stores.locations()
+    ray_log = where.log_file("ray", prepared.spec.name)
+    # A submitted job ends with this process: build the report before, not beside it.
+    submitted = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     kwargs: dict[str, Any] = dict(
         storage=stores.storage,
         tracking_uri=stores.tracking_uri,
         workspace=stores.workspace,
         address=address,
         resume=resume,
+        log_to_driver=False,  # the job's prints stay in its run's output.log
+        ray_log=ray_log,
+        report=submitted,
     )
+    progress = SweepProgress(prepared.spec, console=err)
     try:
-        if json_:  # stdout carries the JSON alone: whatever else is printed goes to stderr
-            with contextlib.redirect_stdout(sys.stderr):
-                result = sweep(prepared, log_to_driver=False, **kwargs)
-        else:
-            with SweepProgress(prepared.spec, console=err) as progress:
-                result = sweep(prepared, listener=progress, **kwargs)
+        # Python's stderr on a descriptor of its own: Ray's output goes to ray_log instead.
+        with stderr_on_own_descriptor():
+            if json_:  # stdout carries the JSON alone: whatever else is printed goes to stderr
+                with contextlib.redirect_stdout(sys.stderr):
+                    result = sweep(prepared, **kwargs)
+            else:
+                with progress:
+                    result = sweep(prepared, listener=progress, **kwargs)
     except SweepInterrupted as exc:
         _print_result(exc.result, json_=json_)
         err.print(str(exc), style="yellow", markup=False, highlight=False)
+        err.print(f"  {redact(_resume_command())}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exits.INTERRUPTED) from None
-    _print_result(result, json_=json_)
+    except SweepLost as exc:
+        if json_:
+            print_json(exc.result.to_dict())
+        _print_lost(exc, address=address or os.environ.get("RAY_ADDRESS"), ray_log=ray_log)
+        raise typer.Exit(exits.RAY_LOST) from None
+    except Exception:
+        _name_log(ray_log)
+        raise
+    if not submitted and result.counts.get("COMPLETE"):
+        # Summary first; the report is logged while it is read, and waited for: a failed
+        # report is a problem of the sweep its exit status shows.
+        report_log = where.log_file("report", result.study)
+        process = report_in_background(result, report_log)
+        _print_result(result, json_=json_)
+        if process is not None and process.wait() != 0:
+            result.errors.append(f"report: {_last_line(report_log)} (log {report_log})")
+            err.print(f"tracking problem: {redact(result.errors[-1])}", style="red", markup=False)
+    else:
+        _print_result(result, json_=json_)
+    if result.errors or progress.retried:
+        _name_log(ray_log)
     _exit_with_status(result)
 
 
@@ -95,6 +128,44 @@ def _exit_with_status(result: Any) -> None:
             soft_wrap=True,
         )
         raise typer.Exit(exits.SWEEP_PROBLEMS)
+
+
+def _last_line(log_file: Path) -> str:
+    """Why the report failed: the last line its process wrote."""
+    from orchestrator.results._report_job import FAILED
+
+    lines = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
+    last = lines[-1] if lines else "its process failed"
+    return last.removeprefix(FAILED)
+
+
+def _resume_command() -> str:
+    """The command this process runs, as the user typed it, with ``--resume``."""
+    words = ["orch", *sys.argv[1:]]
+    return shlex.join(words if "--resume" in words else [*words, "--resume"])
+
+
+def _print_lost(exc: Any, *, address: str | None, ray_log: Path) -> None:
+    """A few lines: what was lost, what became of the trials, and how to continue."""
+    where = f"the Ray cluster at {address}" if address else "the local Ray"
+    counts = exc.result.counts
+    finished = sum(counts.get(state, 0) for state in ("COMPLETE", "PRUNED", "FAIL"))
+    runs = "their MLflow runs are closed." if not exc.result.errors else "see the problems below."
+    lines = [
+        f"error: lost {where} mid-sweep: {exc.what}",
+        f"{counts.get('WAITING', 0)} trial(s) queued to run again, {finished} finished; {runs}",
+        *(f"tracking problem: {problem}" for problem in exc.result.errors),
+        f"Ray's log: {ray_log}",
+        f"continue with: {_resume_command()}",
+    ]
+    for line in lines:
+        err.print(redact(line), markup=False, highlight=False, soft_wrap=True)
+
+
+def _name_log(ray_log: Path) -> None:
+    """Say where Ray's log is, when something went wrong and it has something to say."""
+    if ray_log.exists() and ray_log.stat().st_size:
+        err.print(f"Ray's log: {ray_log}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("validate")

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from orchestrator.engine._lost import PROBE_GROUP
+
 if TYPE_CHECKING:
     from orchestrator.spec import Spec
 
@@ -46,7 +48,7 @@ def start_actors(
         )
     )
     hub = (
-        remote(StudyHub)
+        remote(concurrency_groups={PROBE_GROUP: 1})(StudyHub)
         .options(**options)
         .remote(
             spec=spec,

@@ -13,6 +13,7 @@ import ray
 import ray.exceptions as rex
 
 from orchestrator._stopwatch import Stopwatch
+from orchestrator.engine._lost import LOST_AFTER_S, PROBE_GROUP, RayLost
 from orchestrator.engine._worker import run_attempt
 from orchestrator.errors import one_line
 from orchestrator.trial import Outcome, Ticket
@@ -35,10 +36,14 @@ SYSTEM_FAILURES = (
 _POLL_S = 0.25
 _CAPACITY_REFRESH_S = 5.0
 _PING_S = 5.0
+_PROBE_S = 5.0
 
 
 class Listener:
-    """Told what the loop does, e.g. to draw progress; override what you need."""
+    """Told what the sweep does, e.g. to draw progress; override what you need."""
+
+    def phase(self, step: str) -> None:
+        """The sweep starts or ends and waits on ``step`` (e.g. "starting Ray")."""
 
     def started(self, ticket: Ticket) -> None:
         """An attempt was launched."""
@@ -106,10 +111,17 @@ class TrialLoop:
         self._capacity = 1
         self._capacity_at = -math.inf
         self._ping_at = time.monotonic()
+        self._probe: tuple[Any, float] | None = None  # a liveness probe and when it was sent
+        self._probe_at = time.monotonic()
 
     def run(self) -> LoopResult:
-        """Run until done or stopped; on stop, return the tickets still running."""
-        finished = ray.get(self.hub.count_finished.remote())
+        """Run until done or stopped; on stop, return the tickets still running.
+
+        Raises:
+            RayLost: the study hub stopped answering (Ray is gone).
+            RayActorError: the study hub died.
+        """
+        finished = self.get(self.hub.count_finished.remote())
         while finished < self.target or self._running:
             if self.stop.is_set():
                 self.listener.stopping(len(self._running))
@@ -117,15 +129,44 @@ class TrialLoop:
             wanted = min(self._slots(), self.target - finished - len(self._running))
             if wanted > 0:
                 with self.stopwatch.time("ask"):
-                    tickets = ray.get(self.hub.ask.remote(wanted))
+                    tickets = self.get(self.hub.ask.remote(wanted))
                 with self.stopwatch.time("launch"):
                     for ticket in tickets:
                         self._launch(ticket)
             finished += self._collect()
             self._enforce_timeouts()
             self._keep_alive()
-        ray.get(self._finish_refs)
+        for ref in self._finish_refs:
+            self.get(ref)
         return LoopResult()
+
+    def get(self, ref: Any) -> Any:
+        """``ray.get(ref)`` of a hub call, checking meanwhile that Ray still answers.
+
+        Raises:
+            RayLost: the hub left a liveness probe unanswered for ``LOST_AFTER_S``.
+        """
+        while not ray.wait([ref], timeout=1.0)[0]:
+            self._check_alive()
+        return ray.get(ref)
+
+    def _check_alive(self) -> None:
+        """Send a liveness probe every few seconds; raise RayLost when one goes unanswered.
+
+        The hub answers probes in a thread of their own, so a long ask does not delay them:
+        silence means its process, its node or the connection to Ray is gone.
+        """
+        now = time.monotonic()
+        if self._probe is not None:
+            ref, sent = self._probe
+            if ray.wait([ref], timeout=0)[0]:
+                ray.get(ref)
+                self._probe = None
+            elif now - sent > LOST_AFTER_S:
+                raise RayLost(f"Ray has not answered for {LOST_AFTER_S:.0f} s")
+        if self._probe is None and now - self._probe_at >= _PROBE_S:
+            self._probe = (self.hub.alive.options(concurrency_group=PROBE_GROUP).remote(), now)
+            self._probe_at = now
 
     def _slots(self) -> int:
         now = time.monotonic()
@@ -190,8 +231,10 @@ class TrialLoop:
         return outcome, placement
 
     def _retry(self, ticket: Ticket, reason: str) -> None:
-        self.listener.retrying(ticket, reason)
-        self._launch(ray.get(self.hub.retry.remote(ticket, reason)))
+        # The hub first: when all of Ray is gone this raises, and no retry is announced.
+        again = self.get(self.hub.retry.remote(ticket, reason))
+        self.listener.retrying(ticket, reason.splitlines()[0][:160])
+        self._launch(again)
 
     def _enforce_timeouts(self) -> None:
         limit = self.spec.trial_timeout_s
@@ -207,6 +250,7 @@ class TrialLoop:
         if time.monotonic() - self._ping_at > _PING_S:
             self._finish_refs.append(self.hub.ping.remote())
             self._ping_at = time.monotonic()
+        self._check_alive()
 
     def _check_finish_refs(self) -> None:
         """Raise the first error of a hub call sent without waiting; forget the ones done."""

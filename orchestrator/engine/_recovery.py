@@ -18,14 +18,19 @@ def close_abandoned(
 ) -> list[str]:
     """Re-queue the study's RUNNING trials (``owner`` was its one driver); close open runs.
 
+    Used by the driver when the study hub (or all of Ray) is gone: it reaches both stores
+    directly. When the hub never got to record the parent run, every run still open in the
+    study's experiment is closed: a study has one driver at a time, so they were this one's.
     Never raises: returns one line per step that failed (the study first, then MLflow), so a
     store that refuses or is gone is reported, not a traceback.
     """
     # Imported here: Ray workers import this package, and must not pay for Optuna and MLflow.
     import optuna
     from mlflow import MlflowClient
+    from mlflow.entities import ViewType
     from optuna.trial import TrialState
 
+    from orchestrator.credentials import apply_mlflow_credentials
     from orchestrator.study import heartbeat, open_storage, requeue
     from orchestrator.tracking import close_open_runs, open_children
 
@@ -38,10 +43,20 @@ def close_abandoned(
         parent = study.user_attrs.get(StudyAttr.PARENT_RUN_ID)
     except Exception as exc:
         return [f"closing the study's trials failed: {one_line(exc, with_type=True)}"]
-    if parent is None:
-        return []
     try:
+        apply_mlflow_credentials(tracking_uri)
         client = MlflowClient(tracking_uri)
+        if parent is None:
+            experiment = client.get_experiment_by_name(study_name)
+            if experiment is not None:
+                open_runs = client.search_runs(
+                    [experiment.experiment_id],
+                    filter_string="attributes.status = 'RUNNING'",
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                    max_results=50000,
+                )
+                close_open_runs(client, [r.info.run_id for r in open_runs], reason=reason)
+            return []
         experiment_id = client.get_run(parent).info.experiment_id
         close_open_runs(client, open_children(client, experiment_id, parent), reason=reason)
         close_open_runs(client, [parent], status=status, reason=reason)

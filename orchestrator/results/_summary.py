@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.errors import StudyError, one_line, redact
-from orchestrator.names import StudyAttr, TrialAttr
 from orchestrator.results._links import mlflow_ui
-from orchestrator.study import count_states, open_storage, study_exists
+from orchestrator.study import (
+    best_trials,
+    describe_trial,
+    metric_names,
+    open_storage,
+    state_counts,
+    study_exists,
+    study_summary,
+)
 from orchestrator.tracking import run_links
 
 __all__ = [
@@ -52,53 +57,6 @@ def read_study(storage_url: str, name: str) -> optuna.Study:
     except StudyError as exc:
         raise StudyError(f"no study {name!r}: {exc}") from None
     return load_study(storage, name, storage_url=storage_url)
-
-
-def state_counts(study: optuna.Study) -> dict[str, int]:
-    """Trials per state; interrupted trials (queued to re-run) are counted as INTERRUPTED."""
-    return count_states(study.get_trials(deepcopy=False))
-
-
-def metric_names(study: optuna.Study) -> list[str]:
-    """The objective metric names (``value_<i>`` where the study has none)."""
-    names = study.metric_names
-    return list(names) if names else [f"value_{i}" for i in range(len(study.directions))]
-
-
-def best_trials(study: optuna.Study, *, top: int = 1) -> list[FrozenTrial]:
-    """The ``top`` best completed trials, or the Pareto front of a multi-objective study."""
-    if len(study.directions) > 1:
-        return sorted(study.best_trials, key=lambda t: t.number)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
-    return sorted(complete, key=lambda t: (sign * t.value, t.number))[:top]  # type: ignore[operator]
-
-
-def describe_trial(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
-    """A JSON-ready view of one trial."""
-    values = trial.values or []
-    return {
-        "number": trial.number,
-        "state": trial.state.name,
-        "values": {name: _json_float(v) for name, v in zip(metrics, values, strict=False)},
-        "params": dict(trial.params),
-        "mlflow_run_id": trial.user_attrs.get(TrialAttr.RUN_ID),
-        "duration_s": trial.duration.total_seconds() if trial.duration else None,
-        "user_attrs": dict(trial.user_attrs),
-    }
-
-
-def study_summary(study: optuna.Study, *, top: int = 1) -> dict[str, Any]:
-    """Name, directions, counts, best trials and the parent run of a study."""
-    metrics = metric_names(study)
-    return {
-        "study": study.study_name,
-        "directions": [d.name.lower() for d in study.directions],
-        "metrics": metrics,
-        "counts": state_counts(study),
-        "best_trials": [describe_trial(t, metrics) for t in best_trials(study, top=top)],
-        "parent_run_id": study.user_attrs.get(StudyAttr.PARENT_RUN_ID),
-    }
 
 
 def best_summary(
@@ -149,7 +107,3 @@ def add_links(
         ui.compare(experiments, [link.run_id for link in shown]) if shown else None
     )
     return summary
-
-
-def _json_float(value: float) -> float | str:
-    return value if math.isfinite(value) else str(value)

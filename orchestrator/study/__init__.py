@@ -19,7 +19,7 @@ from orchestrator.study._samplers import (
     suggest,
 )
 from orchestrator.study._stopping import Stop, StopRules
-from orchestrator.study._storage import JOURNAL_PREFIX, open_storage, study_exists
+from orchestrator.study._storage import JOURNAL_PREFIX, is_new_storage, open_storage, study_exists
 from orchestrator.study._study import (
     FINISHED_STATES,
     check_study,
@@ -29,6 +29,13 @@ from orchestrator.study._study import (
     open_study,
     requeue,
     trial_id_of,
+)
+from orchestrator.study._summary import (
+    best_trials,
+    describe_trial,
+    metric_names,
+    state_counts,
+    study_summary,
 )
 
 __all__ = [
@@ -42,20 +49,26 @@ __all__ = [
     "Stop",
     "StopRules",
     "StudyHub",
+    "best_trials",
     "build_pruner",
     "build_sampler",
     "check_study",
     "count_states",
+    "describe_trial",
     "finished_count",
     "grid",
     "grid_size",
     "heartbeat",
     "is_finished",
+    "is_new_storage",
     "live_driver",
+    "metric_names",
     "open_storage",
     "open_study",
     "requeue",
+    "state_counts",
     "study_exists",
+    "study_summary",
     "suggest",
     "trial_id_of",
 ]

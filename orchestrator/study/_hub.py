@@ -29,6 +29,7 @@ from orchestrator.study._samplers import build_pruner, suggest
 from orchestrator.study._stopping import StopRules
 from orchestrator.study._storage import open_storage
 from orchestrator.study._study import count_states, finished_count, open_study, requeue
+from orchestrator.study._summary import study_summary
 from orchestrator.trial import Outcome, Ticket
 
 __all__ = ["HEARTBEAT_S", "StudyHub"]
@@ -67,21 +68,21 @@ class StudyHub:
         self._last_beat = 0.0
         if resume:
             self._recover()
-        self.parent_run_id: str = ray.get(
-            tracker.start_parent.remote(
-                name=spec.name,
-                spec_yaml=spec_yaml,
-                tags={
-                    Tag.STUDY: spec.name,
-                    Tag.JOB: spec.job,
-                    **(parent_tags or {}),
-                    **({Tag.NOTE: spec.description} if spec.description else {}),
-                    **spec.tags,
-                },
-                resume_run_id=self.study.user_attrs.get(StudyAttr.PARENT_RUN_ID),
-            )
+        # Not waited for: the tracker may still be starting (importing MLflow, opening its
+        # store) while the first trials run; the id is recorded once it is there (see ping).
+        self._parent_ref: ray.ObjectRef[str] = tracker.start_parent.remote(
+            name=spec.name,
+            spec_yaml=spec_yaml,
+            tags={
+                Tag.STUDY: spec.name,
+                Tag.JOB: spec.job,
+                **(parent_tags or {}),
+                **({Tag.NOTE: spec.description} if spec.description else {}),
+                **spec.tags,
+            },
+            resume_run_id=self.study.user_attrs.get(StudyAttr.PARENT_RUN_ID),
         )
-        self.study.set_user_attr(StudyAttr.PARENT_RUN_ID, self.parent_run_id)
+        self.parent_run_id: str | None = None
         if resume:  # runs a lost driver or hub left open (its trials may be re-queued already)
             tracker.close_open_children.remote("interrupted: the orch driver running it stopped")
         self.ping()
@@ -89,11 +90,20 @@ class StudyHub:
     # Progress ---------------------------------------------------------------------------------
 
     def ping(self) -> None:
-        """Record the driver as alive (at most every HEARTBEAT_S seconds)."""
+        """Record the driver as alive (at most every HEARTBEAT_S seconds), and the parent run.
+
+        Raises:
+            RayError: the tracker could not open the sweep's parent run.
+        """
+        self._record_parent(wait=False)
         now = time.time()
         if now - self._last_beat >= HEARTBEAT_S:
             heartbeat(self.study, self.owner)
             self._last_beat = now
+
+    def alive(self) -> bool:
+        """Answer a liveness probe (in its own concurrency group: at once, even mid-ask)."""
+        return True
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Seconds and calls per hub activity so far."""
@@ -223,8 +233,14 @@ class StudyHub:
             self.stop_rules.pop(ticket.key)
             requeue(self.study, self.storage, self.storage.get_trial(ticket.trial_id), reason)
 
-    def close(self, status: str) -> list[str]:
-        """Close the parent run with a summary of the study; return the tracker's errors."""
+    def close(self, status: str) -> tuple[dict[str, Any], list[str]]:
+        """Close the parent run with a summary of the study.
+
+        Returns:
+            The study's summary (:func:`~orchestrator.study.study_summary`, best trial only)
+            and the tracker's errors.
+        """
+        self._record_parent(wait=True)
         heartbeat(self.study, self.owner, ended=True)
         counts = count_states(self.study.get_trials(deepcopy=False))
         metrics = {
@@ -239,7 +255,7 @@ class StudyHub:
         errors: list[str] = ray.get(
             self._tracker.end_parent.remote(status=status, metrics=metrics, tags=tags)
         )
-        return errors
+        return study_summary(self.study, top=1), errors
 
     # Internals --------------------------------------------------------------------------------
 
@@ -254,6 +270,15 @@ class StudyHub:
         """The run-name tag of an attempt ending in ``state``: marked unless COMPLETE."""
         mark = state_mark(state, diverged=diverged, interrupted=interrupted)
         return {Tag.RUN_NAME: mark_run_name(self._run_name(ticket), mark)} if mark else {}
+
+    def _record_parent(self, *, wait: bool) -> None:
+        """Store the parent run's id in the study once the tracker has opened the run."""
+        if self.parent_run_id is not None:
+            return
+        if not wait and not ray.wait([self._parent_ref], timeout=0)[0]:
+            return
+        self.parent_run_id = ray.get(self._parent_ref)
+        self.study.set_user_attr(StudyAttr.PARENT_RUN_ID, self.parent_run_id)
 
     def _open_run(self, ticket: Ticket) -> None:
         self._run_refs[ticket.key] = self._tracker.start_trial.remote(

@@ -10,7 +10,7 @@ from optuna.storages.journal import JournalFileBackend
 from orchestrator.errors import StudyError, one_line
 from orchestrator.workspace import sqlite_path
 
-__all__ = ["JOURNAL_PREFIX", "open_storage", "study_exists"]
+__all__ = ["JOURNAL_PREFIX", "is_new_storage", "open_storage", "study_exists"]
 
 JOURNAL_PREFIX = "journal:"
 
@@ -72,6 +72,17 @@ def _no_tables(url: str) -> bool:
             engine.dispose()
     except Exception:
         return False
+
+
+def is_new_storage(url: str) -> bool:
+    """Whether ``url`` names a storage file (sqlite or journal) that does not exist yet.
+
+    Such a storage holds no study, so a new sweep needs no check (and no open) before it runs.
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        return not Path(url[len(JOURNAL_PREFIX) :].removeprefix("//")).exists()
+    file = sqlite_path(url)
+    return file is not None and not file.exists()
 
 
 def _check_exists(path: Path, url: str, read_only: bool) -> None:

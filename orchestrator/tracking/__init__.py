@@ -5,23 +5,10 @@ One parent run per sweep and one nested child run per trial attempt. May import
 credentials of an orch cluster's tracking server) and the shared leaf modules; never Optuna.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
-from orchestrator.tracking._runs import (
-    RunLink,
-    child_run_params,
-    compare_route,
-    experiment_id,
-    experiment_route,
-    find_trial_run,
-    get_run,
-    metric_histories,
-    parent_spec,
-    quiet_downloads,
-    run_links,
-    run_route,
-    running_trial_runs,
-    short_run_route,
-)
 from orchestrator.tracking._tracker import (
     RUN_STATUS,
     Tracker,
@@ -29,6 +16,46 @@ from orchestrator.tracking._tracker import (
     ensure_experiment,
     open_children,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.tracking._runs import (
+        RunLink,
+        child_run_params,
+        compare_route,
+        experiment_id,
+        experiment_route,
+        find_trial_run,
+        get_run,
+        metric_histories,
+        parent_spec,
+        quiet_downloads,
+        run_links,
+        run_route,
+        running_trial_runs,
+        short_run_route,
+    )
+
+#: Readers of runs, imported (with MLflow) on first use: the driver and the study hub import
+#: this package for the tracker actor's class only.
+_LAZY = {
+    name: "orchestrator.tracking._runs"
+    for name in (
+        "RunLink",
+        "child_run_params",
+        "compare_route",
+        "experiment_id",
+        "experiment_route",
+        "find_trial_run",
+        "get_run",
+        "metric_histories",
+        "parent_spec",
+        "quiet_downloads",
+        "run_links",
+        "run_route",
+        "running_trial_runs",
+        "short_run_route",
+    )
+}
 
 __all__ = [
     "RUN_STATUS",
@@ -53,3 +80,11 @@ __all__ = [
     "short_run_route",
     "upload_artifact",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'orchestrator.tracking' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

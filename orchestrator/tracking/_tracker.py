@@ -1,4 +1,9 @@
-"""MLflow bookkeeping of a sweep: one parent run, one nested child run per trial attempt."""
+"""MLflow bookkeeping of a sweep: one parent run, one nested child run per trial attempt.
+
+MLflow (seconds to import) is imported inside the functions that use it: the driver imports
+this module to start the tracker actor, and Ray imports it in every process that receives a
+tracker handle (the study hub), neither of which writes to MLflow.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,20 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
-
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.utils.validation import (
-    MAX_ENTITIES_PER_BATCH,
-    MAX_METRICS_PER_BATCH,
-    MAX_PARAM_VAL_LENGTH,
-    MAX_PARAMS_TAGS_PER_BATCH,
-    MAX_TAG_VAL_LENGTH,
-)
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator._logging import quiet_libraries
 from orchestrator._run_name import mark_run_name
-from orchestrator._sqlite import tune_sqlite
 from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.credentials import apply_mlflow_credentials
 from orchestrator.errors import one_line, redact
 from orchestrator.names import RunName, Tag
 from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
+from orchestrator.tracking._schema import seed_sqlite_store
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
 
 __all__ = [
     "RUN_STATUS",
@@ -118,8 +117,13 @@ class Tracker:
     ) -> None:
         self.stopwatch = Stopwatch()
         quiet_libraries()
+        from mlflow import MlflowClient
+
+        from orchestrator._sqlite import tune_sqlite
+
         tune_sqlite()
         apply_mlflow_credentials(tracking_uri)
+        seed_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
@@ -209,6 +213,8 @@ class Tracker:
         self, key: str, step: int, metrics: Mapping[str, float], timestamp_ms: int
     ) -> None:
         """Queue metrics at ``step``; they reach MLflow within the flush interval."""
+        from mlflow.entities import Metric
+
         run_id = self._runs[key]
         entries = [
             Metric(name, float(value), timestamp_ms, step) for name, value in metrics.items()
@@ -359,6 +365,12 @@ class Tracker:
     def _write_batches(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
     ) -> None:
+        from mlflow.utils.validation import (
+            MAX_ENTITIES_PER_BATCH,
+            MAX_METRICS_PER_BATCH,
+            MAX_PARAMS_TAGS_PER_BATCH,
+        )
+
         with self._write_lock:
             while metrics or params or tags:  # one log_batch per MLflow batch limit, not per kind
                 cut = MAX_PARAMS_TAGS_PER_BATCH
@@ -398,6 +410,9 @@ def close_open_runs(
 
     A trial's run (its trial was re-queued) is marked interrupted in its name.
     """
+    from mlflow.entities import RunStatus, RunTag
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
     closed = []
     for run_id in run_ids:
         run = client.get_run(run_id)
@@ -413,13 +428,21 @@ def close_open_runs(
 
 
 def _params(params: Mapping[str, Any]) -> list[Param]:
+    from mlflow.entities import Param
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
     return [Param(str(k), str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
 
 
 def _tags(tags: Mapping[str, Any]) -> list[RunTag]:
+    from mlflow.entities import RunTag
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
     return [RunTag(str(k), str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
 
 
 def _metrics(metrics: Mapping[str, float], step: int) -> list[Metric]:
+    from mlflow.entities import Metric
+
     now = int(time.time() * 1000)
     return [Metric(name, float(value), now, step) for name, value in metrics.items()]
