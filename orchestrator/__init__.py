@@ -19,7 +19,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import ClusterError, OrchError, RunError, SpecError, StudyError
+from orchestrator.errors import (
+    ClusterError,
+    OrchError,
+    RunError,
+    SpecError,
+    StoreUnavailable,
+    StudyError,
+)
 from orchestrator.trial import LocalSink, Trial, TrialDiverged, TrialPruned, local_trial
 
 if TYPE_CHECKING:
@@ -61,6 +68,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "StatusReader",
+    "StoreUnavailable",
     "StudyError",
     "SweepInterrupted",
     "SweepResult",

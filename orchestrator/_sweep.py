@@ -14,10 +14,10 @@ from typing import Any
 
 import ray
 import yaml
-from ray.exceptions import RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from orchestrator.engine import Listener, TrialLoop, close_abandoned, ray_session, start_actors
-from orchestrator.errors import OrchError
+from orchestrator.errors import OrchError, StoreUnavailable
 from orchestrator.names import Tag
 from orchestrator.provenance import collect
 from orchestrator.results import study_summary
@@ -26,6 +26,9 @@ from orchestrator.study import Owner, check_study, grid_size, open_storage
 from orchestrator.workspace import Locations, resolve_locations
 
 __all__ = ["SweepInterrupted", "SweepResult", "sweep"]
+
+#: Longest wait for the tracker to close the runs of a sweep whose study database is gone.
+CLOSE_RUNS_S = 30.0
 
 
 class SweepInterrupted(OrchError):
@@ -113,6 +116,8 @@ def sweep(
         SpecError: the spec, an override or the job is invalid.
         StudyError: the study exists (without ``resume``), differs, or another orch runs it.
         ClusterError: Ray could not be started or reached.
+        StoreUnavailable: the study or tracking database stayed unreachable past the spec's
+            ``store_timeout_s``; the sweep stopped, ``resume`` continues it.
         SweepInterrupted: Ctrl-C stopped the sweep; its trials were closed and re-queued.
     """
     if isinstance(spec, PreparedSweep):
@@ -155,6 +160,7 @@ def sweep(
         timings: dict[str, Any] = {}
         started = time.perf_counter()
         # One Ctrl-C stops the loop and closes its trials; a second one, until the end, exits.
+        lost: StoreUnavailable | None = None
         with _stop_on_sigint(stop):
             try:
                 outcome = loop.run()
@@ -166,26 +172,35 @@ def sweep(
                 timings = {"loop_s": round(time.perf_counter() - started, 3)}
                 timings["driver"] = loop.stopwatch.summary()
                 timings["hub"] = ray.get(hub.stats.remote())
+            except StoreUnavailable as exc:  # the study cannot be closed: --resume will
+                lost = _unwrapped(exc)
+                loop.abort()
+                raise lost from None
             except Exception as exc:  # close what runs, so nothing stays RUNNING, then report
                 reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
                 with contextlib.suppress(RayActorError):
                     ray.get(hub.interrupt.remote(loop.abort(), reason))
                 raise
             finally:
-                try:
-                    errors = ray.get(hub.close.remote(status))
-                    timings["tracker"] = ray.get(tracker.stats.remote())
-                except RayActorError as exc:
-                    reason = f"the study hub was lost ({type(exc).__name__})"
-                    close_abandoned(
-                        storage_url=where.storage,
-                        tracking_uri=where.tracking_uri,
-                        study_name=spec.name,
-                        owner=owner,
-                        status="FAILED",
-                        reason=reason,
-                    )
-                    errors = [f"{reason}; its running trials were re-queued and their runs closed"]
+                if lost is not None:  # its trials stay RUNNING in the study; --resume closes them
+                    _close_runs_after(tracker, lost)
+                else:
+                    try:
+                        errors = ray.get(hub.close.remote(status))
+                        timings["tracker"] = ray.get(tracker.stats.remote())
+                    except RayActorError as exc:
+                        reason = f"the study hub was lost ({type(exc).__name__})"
+                        close_abandoned(
+                            storage_url=where.storage,
+                            tracking_uri=where.tracking_uri,
+                            study_name=spec.name,
+                            owner=owner,
+                            status="FAILED",
+                            reason=reason,
+                        )
+                        errors = [
+                            f"{reason}; its running trials were re-queued and their runs closed"
+                        ]
     result = _result(spec, where, interrupted=status == "KILLED", errors=errors)
     result.timings = timings
     if report and status == "FINISHED":
@@ -196,6 +211,24 @@ def sweep(
             result,
         )
     return result
+
+
+def _unwrapped(exc: StoreUnavailable) -> StoreUnavailable:
+    """The hub's or tracker's error itself (Ray wraps it with the remote traceback)."""
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    return StoreUnavailable(str(cause))
+
+
+def _close_runs_after(tracker: Any, lost: StoreUnavailable) -> None:
+    """Close the sweep's MLflow runs when the tracking store is still there (best effort: a
+    lost tracking store fails at once; one still retrying is given CLOSE_RUNS_S)."""
+    reason = f"the sweep stopped: {lost}"
+    with contextlib.suppress(RayError, GetTimeoutError):
+        tracker.close_open_children.remote(reason)
+        ray.get(
+            tracker.end_parent.remote(status="FAILED", metrics={}, tags={Tag.FAIL_REASON: reason}),
+            timeout=CLOSE_RUNS_S,
+        )
 
 
 def _result(spec: Spec, where: Locations, *, interrupted: bool, errors: list[str]) -> SweepResult:

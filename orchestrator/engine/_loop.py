@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import ray
 import ray.exceptions as rex
 
+from orchestrator._retry import STATUS_GROUP
 from orchestrator._stopwatch import Stopwatch
 from orchestrator.engine._worker import run_attempt
-from orchestrator.errors import one_line
+from orchestrator.errors import StoreUnavailable, one_line
 from orchestrator.trial import Outcome, Ticket
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ SYSTEM_FAILURES = (
 _POLL_S = 0.25
 _CAPACITY_REFRESH_S = 5.0
 _PING_S = 5.0
+_STORES_POLL_S = 1.0  # how often the loop asks whether the hub or tracker waits for a database
+_STORES_REPEAT_S = 30.0  # how often a wait that goes on is said again
 
 
 class Listener:
@@ -106,10 +109,13 @@ class TrialLoop:
         self._capacity = 1
         self._capacity_at = -math.inf
         self._ping_at = time.monotonic()
+        self._stores_ref: Any = None
+        self._stores_at = -math.inf
+        self._waiting_for: dict[str, float] = {}  # store -> when its wait was last said
 
     def run(self) -> LoopResult:
         """Run until done or stopped; on stop, return the tickets still running."""
-        finished = ray.get(self.hub.count_finished.remote())
+        finished = self._get(self.hub.count_finished.remote())
         while finished < self.target or self._running:
             if self.stop.is_set():
                 self.listener.stopping(len(self._running))
@@ -117,15 +123,58 @@ class TrialLoop:
             wanted = min(self._slots(), self.target - finished - len(self._running))
             if wanted > 0:
                 with self.stopwatch.time("ask"):
-                    tickets = ray.get(self.hub.ask.remote(wanted))
+                    tickets = self._get(self.hub.ask.remote(wanted))
                 with self.stopwatch.time("launch"):
                     for ticket in tickets:
                         self._launch(ticket)
             finished += self._collect()
             self._enforce_timeouts()
             self._keep_alive()
-        ray.get(self._finish_refs)
+            self._watch_stores()
+        self._get(self._finish_refs)
         return LoopResult()
+
+    def _get(self, refs: Any) -> Any:
+        """``ray.get(refs)``, saying meanwhile when the hub or tracker waits for a database.
+
+        Raises:
+            StoreUnavailable: a database stayed unreachable past ``store_timeout_s``.
+        """
+        pending = refs if isinstance(refs, list) else [refs]
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=_POLL_S)
+            if pending:
+                self._watch_stores()
+        return ray.get(refs)
+
+    def _watch_stores(self) -> None:
+        """Tell the listener when a store becomes unreachable (again every 30 s) and when it
+        is back; raise when one is gone for good. Polls the hub in its status group."""
+        if self._stores_ref is not None:
+            ready, _ = ray.wait([self._stores_ref], timeout=0)
+            if not ready:
+                return
+            statuses: list[dict[str, Any]] = ray.get(self._stores_ref)
+            self._stores_ref = None
+            self._say_stores(statuses)
+        if time.monotonic() - self._stores_at >= _STORES_POLL_S:
+            self._stores_at = time.monotonic()
+            self._stores_ref = self.hub.store_status.options(
+                concurrency_group=STATUS_GROUP
+            ).remote()
+
+    def _say_stores(self, statuses: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        for status in statuses:
+            if status["lost"]:
+                raise StoreUnavailable(status["lost"])
+            said = self._waiting_for.get(status["store"])
+            if said is None or now - said >= _STORES_REPEAT_S:
+                self.listener.waiting(status["message"])
+                self._waiting_for[status["store"]] = now
+        for store in set(self._waiting_for) - {status["store"] for status in statuses}:
+            del self._waiting_for[store]
+            self.listener.waiting(f"{store} is reachable again; the sweep goes on")
 
     def _slots(self) -> int:
         now = time.monotonic()
@@ -189,7 +238,7 @@ class TrialLoop:
 
     def _retry(self, ticket: Ticket, reason: str) -> None:
         self.listener.retrying(ticket, reason)
-        self._launch(ray.get(self.hub.retry.remote(ticket, reason)))
+        self._launch(self._get(self.hub.retry.remote(ticket, reason)))
 
     def _enforce_timeouts(self) -> None:
         limit = self.spec.trial_timeout_s
