@@ -255,7 +255,7 @@ def test_resume_on_postgres_tops_the_study_up(
     ) == [(6,)]
 
 
-# Known gaps of today's code (see NOTES-pg.md) ----------------------------------------------
+# Known gaps of today's code (see docs/scaling.md) ------------------------------------------
 
 
 @pytest.mark.xfail(strict=True, reason="study.py open_storage echoes the URL with its password")
