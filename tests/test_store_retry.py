@@ -220,3 +220,20 @@ def test_the_hub_ends_trials_no_one_holds(
     assert sorted(t.state.name for t in queued) == ["FAIL", "WAITING"]
     ray.kill(hub)
     ray.kill(tracker)
+
+
+def test_the_progress_output_shows_a_wait_message_as_it_is() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from orchestrator.cli._progress import SweepProgress
+
+    out = StringIO()
+    spec = Spec.model_validate(
+        {"name": "s", "job": "jobs.noop:run", "objective": {"metric": "loss"},
+         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    )  # fmt: skip
+    progress = SweepProgress(spec, console=Console(file=out, width=80, color_system=None))
+    progress.waiting("waiting for the tracking store ([errno 111] Connection refused) for 3s")
+    assert "([errno 111] Connection refused)" in out.getvalue()
