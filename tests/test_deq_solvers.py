@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from jobs.deq.solvers import (
 )
 
 SOLVERS = ("forward", "anderson", "broyden")
+Func = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _contraction(dim: int, norm: float, *, seed: int = 0) -> torch.Tensor:
@@ -29,6 +31,24 @@ def _hard_symmetric(dim: int, *, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
     return (q * torch.linspace(-0.99, 0.99, dim, dtype=torch.float64)) @ q.T
+
+
+def _monotone(dim: int, *, seed: int = 0) -> tuple[Func, torch.Tensor]:
+    """A monotone-operator DEQ: f(z) = relu(K z + c), K = 0.99 W / |W|_2 with
+    W = 0.95 I - A^T A + B - B^T (Winston & Kolter's parametrisation, A and B small)."""
+    gen = torch.Generator().manual_seed(seed)
+    a = 0.1 * torch.randn(dim, dim, generator=gen, dtype=torch.float64) / dim**0.5
+    b = 0.1 * torch.randn(dim, dim, generator=gen, dtype=torch.float64) / dim**0.5
+    w = 0.95 * torch.eye(dim, dtype=torch.float64) - a.T @ a + b - b.T
+    k = 0.99 * w / torch.linalg.matrix_norm(w, ord=2)
+    c = torch.randn(4, dim, generator=gen, dtype=torch.float64)
+    return (lambda z: torch.relu(z @ k.T + c)), torch.zeros_like(c)
+
+
+def _hard_linear(dim: int, *, seed: int = 0) -> tuple[Func, torch.Tensor]:
+    w = _hard_symmetric(dim, seed=seed)
+    b = torch.randn(4, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (lambda z: z @ w.T + b), torch.zeros_like(b)
 
 
 @pytest.mark.parametrize("kind", ["linear", "tanh"])
@@ -61,6 +81,34 @@ def test_anderson_needs_fewer_evaluations_than_forward_iteration() -> None:
         for m in ("forward", "anderson")
     }
     assert nfe["anderson"] < 0.5 * nfe["forward"], nfe
+
+
+@pytest.mark.parametrize("problem", [_hard_linear, _monotone])
+def test_broyden_converges_at_every_small_memory_in_no_more_evaluations_than_forward(
+    problem: Callable[[int], tuple[Func, torch.Tensor]],
+) -> None:
+    f, z0 = problem(64)
+    forward = solve(f, z0, "forward", tol=1e-5, max_iter=3000)[1].nfe
+    for memory in range(1, 11):
+        _, stats = solve(f, z0, "broyden", tol=1e-5, max_iter=3000, memory=memory)
+        assert stats.all_converged, memory
+        # One secant pair carries little on the monotone problem: about forward's count there.
+        assert stats.nfe <= (1.1 if memory == 1 else 1.0) * forward, (memory, stats.nfe, forward)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_broyden_solves_a_small_linear_problem_once_its_memory_spans_the_space(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(8, 8, generator=gen, dtype=torch.float64)
+    w = 0.95 * w / torch.linalg.eigvals(w).abs().max()  # spectral radius 0.95, norm above 1
+    b = torch.randn(3, 8, generator=gen, dtype=torch.float64)
+    f, z0 = (lambda z: z @ w.T + b), torch.zeros_like(b)
+    forward = solve(f, z0, "forward", tol=1e-10, max_iter=3000)[1].nfe
+    for memory in (1, 2, 4):  # a window smaller than the space: converges, never stalls
+        _, stats = solve(f, z0, "broyden", tol=1e-10, max_iter=3000, memory=memory)
+        assert stats.all_converged and stats.nfe <= forward, (memory, stats.nfe, forward)
+    _, stats = solve(f, z0, "broyden", tol=1e-10, max_iter=3000, memory=10)
+    assert stats.all_converged and stats.nfe <= 2 * 8 + 4  # the secant model becomes exact
 
 
 def test_stats_are_per_sample_and_the_trace_is_monotone() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from jobs.deq import evaluate, train
+from jobs.deq.checkpoint import load_checkpoint
 from orchestrator import TrialDiverged, local_trial
 
 RETURNED = {
@@ -22,6 +23,7 @@ RETURNED = {
     "spectral_radius",
     "epoch_time_s",
     "peak_memory_mb",
+    "weight_norm_max",
 }
 
 
@@ -40,6 +42,7 @@ def test_a_short_training_run_on_digits_beats_90_percent(trained) -> None:
     assert result["test_error"] == pytest.approx(1 - result["test_accuracy"])
     assert result["converged_fraction"] == 1.0 and result["residual"] < 1e-4
     assert 0 < result["spectral_radius"] < 1  # spectral normalisation: a contraction
+    assert 0.5 < result["weight_norm_max"] <= 0.9 + 1e-3  # the default bound holds
     assert result["nfe_forward"] <= 50 and result["nfe_backward"] >= 1
     reports = trial.sink.reports
     assert [step for step, _ in reports] == [0, 1, 2, 3]
@@ -47,6 +50,14 @@ def test_a_short_training_run_on_digits_beats_90_percent(trained) -> None:
     files = {p.name for p in trial.sink.artifact_dir.iterdir()}
     assert files == {"model.pt", "residual_trace.png"}
     assert (trial.sink.artifact_dir / "residual_trace.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_weight_norm_max_is_the_exact_norm_of_the_trained_weights(trained) -> None:
+    result, trial = trained
+    saved = load_checkpoint(trial.sink.artifact_dir / "model.pt")["state_dict"]
+    raw = saved["cell.layers.0.raw"].double()
+    exact = float(torch.linalg.matrix_norm(raw, ord=2))
+    assert result["weight_norm_max"] == pytest.approx(min(exact, 0.9), abs=1e-3)
 
 
 def test_evaluate_sweeps_solvers_on_the_saved_checkpoint(trained) -> None:

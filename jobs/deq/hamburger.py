@@ -3,9 +3,12 @@
 The lower bread is a 1x1 map (a linear map over channels at every position) followed by ReLU so
 the ham's input is non-negative; the ham factorises it, ``X (C x N) ~ D (C x R) @ Coef (R x N)``,
 by ``steps`` multiplicative updates (Lee & Seung) from a fixed non-negative dictionary; the upper
-bread maps the low-rank reconstruction back. Gradient flows through the last update only (the
-paper's one-step gradient): earlier updates run without autograd. The dictionary starts from a
-buffer, so the block is a deterministic function (usable inside a DEQ cell).
+bread maps the low-rank reconstruction back. ``grad="full"`` (the default) differentiates all
+K updates, so the block's Jacobian, the implicit gradient and the spectral radius of a DEQ cell
+built on it are those of the map that is actually computed; ``grad="one-step"`` is the paper's
+one-step gradient (earlier updates run without autograd: the graph does not grow with K, but
+the Jacobian is that of the last update only). The dictionary starts from a buffer, so the
+block is a deterministic function (usable inside a DEQ cell).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from torch import Tensor, nn
 
 from jobs.deq.norm import NormLinear
 
-__all__ = ["Hamburger", "mu_step", "nmf"]
+__all__ = ["NMF_GRADS", "Hamburger", "mu_step", "nmf"]
+
+NMF_GRADS = ("full", "one-step")
 
 
 def mu_step(x: Tensor, d: Tensor, coef: Tensor, *, eps: float) -> tuple[Tensor, Tensor]:
@@ -26,16 +31,20 @@ def mu_step(x: Tensor, d: Tensor, coef: Tensor, *, eps: float) -> tuple[Tensor, 
     return d, coef
 
 
-def nmf(x: Tensor, bases: Tensor, steps: int, *, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+def nmf(
+    x: Tensor, bases: Tensor, steps: int, *, eps: float = 1e-6, grad: str = "full"
+) -> tuple[Tensor, Tensor]:
     """Factorise non-negative ``x`` (B, C, N) as ``d`` (B, C, R) @ ``coef`` (B, R, N).
 
-    Starts from ``d = bases`` (C, R) and ``coef = softmax(d^T x)`` over the rank, runs
-    ``steps - 1`` updates without autograd and the last one with it.
+    Starts from ``d = bases`` (C, R) and ``coef = softmax(d^T x)`` over the rank and runs
+    ``steps`` updates, all differentiated (``grad="full"``) or only the last (``"one-step"``).
     """
     if steps < 1:
         raise ValueError(f"nmf needs steps >= 1, got {steps}")
+    if grad not in NMF_GRADS:
+        raise ValueError(f"nmf grad must be one of {list(NMF_GRADS)}, got {grad!r}")
     d = bases.to(x.dtype).expand(x.shape[0], -1, -1)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad == "full" and torch.is_grad_enabled()):
         coef = torch.softmax(d.transpose(1, 2) @ x, dim=1)
         for _ in range(steps - 1):
             d, coef = mu_step(x, d, coef, eps=eps)
@@ -53,9 +62,13 @@ class Hamburger(nn.Module):
         steps: int,
         norm: str = "spectral",
         bound: float = 0.9,
+        grad: str = "full",
     ) -> None:
         super().__init__()
+        if grad not in NMF_GRADS:
+            raise ValueError(f"grad must be one of {list(NMF_GRADS)}, got {grad!r}")
         self.steps = steps
+        self.grad = grad
         self.lower = NormLinear(channels, channels, norm=norm, bound=bound)
         self.upper = NormLinear(channels, channels, norm=norm, bound=bound)
         self.register_buffer("bases", F.normalize(torch.rand(channels, rank), dim=0))
@@ -67,7 +80,7 @@ class Hamburger(nn.Module):
     def ham(self, h: Tensor, weights: tuple[Tensor, Tensor]) -> Tensor:
         """Upper(NMF-reconstruction(ReLU(Lower(h)))) without the skip connection."""
         x = F.relu(self.lower.linear(h, weights[0])).transpose(1, 2)
-        d, coef = nmf(x, self.bases, self.steps)
+        d, coef = nmf(x, self.bases, self.steps, grad=self.grad)
         return self.upper.linear((d @ coef).transpose(1, 2), weights[1])
 
     def forward(self, h: Tensor) -> Tensor:

@@ -43,6 +43,7 @@ class ModelSpec:
     init_scale: float = 1.0
     rank: int = 8
     nmf_steps: int = 6
+    nmf_grad: str = "full"
     in_shape: tuple[int, int, int] = (1, 8, 8)
     classes: int = 10
 
@@ -126,7 +127,12 @@ def build_model(spec: ModelSpec, deq: DEQConfig) -> DEQClassifier | HamburgerCla
     if spec.model not in MODELS:
         raise ValueError(f"model must be one of {list(MODELS)}, got {spec.model!r}")
     hamburger = Hamburger(
-        spec.width, rank=spec.rank, steps=spec.nmf_steps, norm=spec.norm, bound=spec.bound
+        spec.width,
+        rank=spec.rank,
+        steps=spec.nmf_steps,
+        norm=spec.norm,
+        bound=spec.bound,
+        grad=spec.nmf_grad,
     )
     stem = _Stem(channels, spec.width)
     features = positions * spec.width

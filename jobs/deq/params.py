@@ -10,6 +10,7 @@ from typing import Any, TypeVar, get_type_hints
 from jobs.deq.cells import ACTIVATIONS
 from jobs.deq.core import GRAD_MODES, DEQConfig
 from jobs.deq.data import DATASETS
+from jobs.deq.hamburger import NMF_GRADS
 from jobs.deq.models import MODELS, ModelSpec
 from jobs.deq.norm import NORMS
 from jobs.deq.solvers import STOP_MODES, SolverOptions, solver_names
@@ -43,6 +44,7 @@ class TrainConfig:
     damping: float = 1.0
     rank: int = 8  # NMF rank
     nmf_steps: int = 6  # NMF multiplicative updates
+    nmf_grad: str = "full"  # full | one-step: differentiate all NMF updates or the last one
     lr: float = 3e-3
     weight_decay: float = 0.0
     epochs: int = 10
@@ -66,6 +68,7 @@ class TrainConfig:
             stop_mode=STOP_MODES,
             grad=GRAD_MODES,
             dataset=DATASETS,
+            nmf_grad=NMF_GRADS,
         )
         _check_rules(
             self,
@@ -100,6 +103,7 @@ class TrainConfig:
             init_scale=self.init_scale,
             rank=self.rank,
             nmf_steps=self.nmf_steps,
+            nmf_grad=self.nmf_grad,
             in_shape=in_shape,
             classes=classes,
         )

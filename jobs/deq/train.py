@@ -10,7 +10,7 @@ import torch
 
 from jobs.deq.checkpoint import save_checkpoint
 from jobs.deq.data import load_dataset
-from jobs.deq.diagnostics import finite_or, peak_memory_mb, reset_peak_memory
+from jobs.deq.diagnostics import finite_or, peak_memory_mb, reset_peak_memory, weight_norm_max
 from jobs.deq.engine import SolverDiverged, evaluate, train_epoch
 from jobs.deq.models import DEQClassifier, build_model, count_parameters
 from jobs.deq.params import TrainConfig, parse_params
@@ -35,6 +35,7 @@ RETURNED = (
     "spectral_radius_max",
     "epoch_time_s",
     "peak_memory_mb",
+    "weight_norm_max",
 )
 
 
@@ -86,6 +87,7 @@ def run(params: dict[str, Any], trial: Trial) -> dict[str, float]:
             "peak_memory_mb": peak_memory_mb(device),
             "spectral_radius": finite_or(test["spectral_radius"], 1e6),
             "spectral_radius_max": finite_or(test["spectral_radius_max"], 1e6),
+            "weight_norm_max": finite_or(weight_norm_max(model), 1e6),
         }
         trial.report(epoch, **metrics)
         runaway = runaway + 1 if metrics["residual"] > cfg.divergence_residual else 0

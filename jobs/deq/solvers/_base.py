@@ -27,7 +27,7 @@ class SolverOptions:
 
     ``tol``: stop when every sample's residual (relative ``|f(z)-z|/|f(z)|`` for
     ``stop_mode="rel"``, ``|f(z)-z|`` for ``"abs"``) is below it. ``memory``: Anderson's history
-    length m, Broyden's number of rank-one updates kept. ``beta``: Anderson mixing.
+    length m, Broyden's number of secant pairs kept. ``beta``: Anderson mixing.
     ``lam``: Anderson's Tikhonov regularisation, relative to the largest diagonal entry of the
     residual Gram matrix (scale-free, so it stays right as residuals shrink).
     """
