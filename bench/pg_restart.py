@@ -1,6 +1,6 @@
 """What Optuna's RDBStorage and MLflow's SqlAlchemyStore do when PostgreSQL restarts.
 
-Research for issue 16 (see NOTES-pg.md), against a throwaway server from tests/postgres.py:
+Research for issue 16 (see docs/scaling.md), against a throwaway server from tests/postgres.py:
 
 1. ``probe``: restart the server while nobody calls, then call each store operation once:
    does a pooled connection that the restart killed fail the first call? Then stop the server,

@@ -1,6 +1,6 @@
 """Memory of a process that owns a study over many trials, as orch's study hub does.
 
-Research for issue 16 (see NOTES-pg.md). Each backend runs in its own fresh process: ask,
+Research for issue 16 (see docs/scaling.md). Each backend runs in its own fresh process: ask,
 suggest 5 params, ``--steps`` intermediate values and 4 user attrs written through the raw
 storage (as ``StudyHub.report``/``finish`` do), then tell through the study. Every ``--block``
 trials: RSS after ``gc.collect()``, trials held in Optuna's ``_CachedStorage``, and the block's

@@ -1,6 +1,6 @@
 """How TPE's ask cost grows with a study's history, per storage, and what each remedy buys.
 
-Research for issue 16 (see NOTES-pg.md). A study is prefilled with synthetic finished trials
+Research for issue 16 (see docs/scaling.md). A study is prefilled with synthetic finished trials
 shaped like orch's (5 params, 1 value, 1 intermediate value, 4 user attrs) and, like a sweep at
 ``--running`` parallel, that many RUNNING trials with 5 reports each. At each size the hub's
 ask (``study.ask()`` + one suggest per param, as ``orchestrator.space.suggest``) is timed for

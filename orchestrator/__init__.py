@@ -19,7 +19,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import ClusterError, OrchError, RunError, SpecError, StudyError
+from orchestrator.errors import (
+    ClusterError,
+    OrchError,
+    RunError,
+    SpecError,
+    StoreUnavailable,
+    StudyError,
+)
 
 if TYPE_CHECKING:
     from orchestrator._sweep import SweepInterrupted, SweepLost, SweepResult, sweep
@@ -67,6 +74,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "StatusReader",
+    "StoreUnavailable",
     "StudyError",
     "SweepInterrupted",
     "SweepLost",

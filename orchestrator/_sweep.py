@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
 import yaml
-from ray.exceptions import RayError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from orchestrator.credentials import apply_mlflow_credentials
 from orchestrator.engine import (
@@ -33,7 +34,7 @@ from orchestrator.engine import (
     ray_session,
     start_actors,
 )
-from orchestrator.errors import OrchError, one_line, redact
+from orchestrator.errors import OrchError, StoreUnavailable, one_line, redact
 from orchestrator.names import Tag, TrialAttr
 from orchestrator.provenance import collect
 from orchestrator.spec import PreparedSweep, Spec, prepare_sweep
@@ -48,6 +49,9 @@ from orchestrator.study import (
 from orchestrator.workspace import Locations, resolve_locations
 
 __all__ = ["SweepInterrupted", "SweepLost", "SweepResult", "report_in_background", "sweep"]
+
+#: Longest wait for the tracker to close the runs of a sweep whose study database is gone.
+CLOSE_RUNS_S = 30.0
 
 
 class SweepInterrupted(OrchError):
@@ -160,6 +164,8 @@ def sweep(
         SpecError: the spec, an override or the job is invalid.
         StudyError: the study exists (without ``resume``), differs, or another orch runs it.
         ClusterError: Ray could not be started or reached.
+        StoreUnavailable: the study or tracking database stayed unreachable past the spec's
+            ``store_timeout_s``; the sweep stopped, ``resume`` continues it.
         SweepInterrupted: Ctrl-C stopped the sweep; its trials were closed and re-queued.
         SweepLost: Ray (or the study hub) was lost mid-sweep; what it ran was closed from
             here and its trials re-queued.
@@ -246,6 +252,8 @@ class _Ended:
     timings: dict[str, Any] = field(default_factory=dict)
     #: What was lost (Ray, the study hub), when the sweep could not close it through Ray.
     lost: str | None = None
+    #: The database that stayed unreachable, when one did (its trials then stay RUNNING).
+    store_lost: StoreUnavailable | None = None
 
 
 def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended: _Ended) -> None:
@@ -267,6 +275,10 @@ def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended
             ended.timings["hub"] = loop.get(hub.stats.remote())
             ended.warnings = loop.get(hub.rule_warnings.remote())
         except Exception as exc:
+            if isinstance(exc, StoreUnavailable):  # the study cannot be closed: --resume will
+                ended.store_lost = _unwrapped(exc)
+                loop.abort()
+                raise ended.store_lost from None
             ended.lost = lost_reason(exc)
             if ended.lost is None:  # close what runs, so nothing stays RUNNING; then report
                 reason = f"the sweep stopped on an error: {type(exc).__name__}: {exc}"[:1000]
@@ -274,11 +286,17 @@ def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended
                     loop.get(hub.interrupt.remote(loop.abort(), reason))
                 raise
         finally:
-            if ended.lost is None:
+            if ended.store_lost is not None:  # its trials stay RUNNING; --resume closes them
+                _close_runs_after(tracker, ended.store_lost)
+            elif ended.lost is None:
                 listener.phase("closing the study")
                 try:
                     ended.summary, ended.errors = loop.get(hub.close.remote(ended.status))
                     ended.timings["tracker"] = loop.get(tracker.stats.remote())
+                except StoreUnavailable as exc:
+                    ended.store_lost = _unwrapped(exc)
+                    _close_runs_after(tracker, ended.store_lost)
+                    raise ended.store_lost from None
                 except (RayError, RayLost) as exc:
                     ended.lost = lost_reason(exc) or f"the study hub failed: {one_line(exc)}"
 
@@ -298,6 +316,24 @@ def _close_if_lost(
         status="FAILED",
         reason=f"interrupted: {ended.lost}",
     )
+
+
+def _unwrapped(exc: StoreUnavailable) -> StoreUnavailable:
+    """The hub's or tracker's error itself (Ray wraps it with the remote traceback)."""
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    return StoreUnavailable(str(cause))
+
+
+def _close_runs_after(tracker: Any, lost: StoreUnavailable) -> None:
+    """Close the sweep's MLflow runs when the tracking store is still there (best effort: a
+    lost tracking store fails at once; one still retrying is given CLOSE_RUNS_S)."""
+    reason = f"the sweep stopped: {lost}"
+    with contextlib.suppress(RayError, GetTimeoutError):
+        tracker.close_open_children.remote(reason)
+        ray.get(
+            tracker.end_parent.remote(status="FAILED", metrics={}, tags={Tag.FAIL_REASON: reason}),
+            timeout=CLOSE_RUNS_S,
+        )
 
 
 def _result(spec: Spec, where: Locations, ended: _Ended) -> SweepResult:

@@ -10,6 +10,7 @@ __all__ = [
     "OrchError",
     "RunError",
     "SpecError",
+    "StoreUnavailable",
     "StudyError",
     "one_line",
     "redact",
@@ -53,6 +54,14 @@ class ClusterError(OrchError):
 
 class RunError(OrchError):
     """An MLflow run cannot be found, read or used as asked (compare, replay, links)."""
+
+
+class StoreUnavailable(OrchError):
+    """A sweep's study or tracking database stayed unreachable past its ``store_timeout_s``.
+
+    The sweep stops without closing its trials (that needs the database); ``--resume``
+    continues it once the database is back.
+    """
 
 
 def one_line(exc: BaseException, *, limit: int = 300, with_type: bool = False) -> str:

@@ -54,6 +54,9 @@ class Tag:
     DIVERGED: Final = "orch.diverged"
     #: As the trial attribute ``orch.stop_rule``.
     STOP_RULE: Final = "orch.stop_rule"
+    #: Which tracker created the run, and for what: ``<tracker id>/<trial>.<attempt>`` or
+    #: ``<tracker id>/parent`` (finds a run whose creation reply a database outage lost).
+    RUN_KEY: Final = "orch.run_key"
     #: Where the attempt ran: ``orch.node_id``, ``orch.node_ip``, ``orch.hostname``,
     #: ``orch.gpu_ids`` (``PLACEMENT_PREFIX`` + the key).
     PLACEMENT_PREFIX: Final = "orch."

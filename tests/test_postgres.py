@@ -254,7 +254,7 @@ def test_resume_on_postgres_tops_the_study_up(
     ) == [(6,)]
 
 
-# Passwords masked, the database's own reason, an empty database (NOTES-pg.md 1-3) ---------
+# Passwords masked, the database's own reason, an empty database (docs/scaling.md) ---------
 
 
 def test_storage_errors_do_not_echo_the_password(pg_db: PgDatabases) -> None:

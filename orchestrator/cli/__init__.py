@@ -12,7 +12,7 @@ import typer
 
 from orchestrator.cli import cluster, reports, results, sweep  # noqa: F401  (registers their commands)
 from orchestrator.cli._app import app
-from orchestrator.errors import ClusterError, OrchError
+from orchestrator.errors import ClusterError, OrchError, StoreUnavailable
 
 __all__ = ["app", "main"]
 
@@ -25,7 +25,8 @@ USAGE_ERROR_BASE: type[Exception] = next(
 
 
 def main() -> None:
-    """Console entry point: one line on stderr and exit 2 for bad input, 1 for cluster trouble."""
+    """Console entry point: one line on stderr and exit 2 for bad input, 1 for cluster or
+    database trouble."""
     from orchestrator._logging import quiet_libraries
 
     quiet_libraries()
@@ -33,7 +34,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except OrchError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        sys.exit(1 if isinstance(exc, ClusterError) else 2)
+        sys.exit(1 if isinstance(exc, ClusterError | StoreUnavailable) else 2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

@@ -6,6 +6,7 @@ from collections import Counter
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator.engine import Listener
@@ -79,7 +80,7 @@ class SweepProgress(Listener):
         )
 
     def waiting(self, message: str) -> None:
-        self._console.print(f"[yellow]{message}[/]")
+        self._console.print(f"[yellow]{escape(message)}[/]")  # a driver's [bracketed] text
 
     def stopping(self, running: int) -> None:
         self._console.print(

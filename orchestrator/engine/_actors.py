@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from orchestrator._retry import STATUS_GROUP
 from orchestrator.engine._lost import PROBE_GROUP
 
 if TYPE_CHECKING:
@@ -39,12 +40,17 @@ def start_actors(
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     options = {"num_cpus": 0, "scheduling_strategy": here, "max_restarts": 0}
-    remote: Any = ray.remote
+    # store_status answers in its own thread while a database call blocks the actor.
+    make_remote: Any = ray.remote
+    remote = make_remote(concurrency_groups={STATUS_GROUP: 1})
     tracker = (
         remote(Tracker)
         .options(**options)
         .remote(
-            tracking_uri=tracking_uri, experiment=spec.name, artifact_location=artifact_location
+            tracking_uri=tracking_uri,
+            experiment=spec.name,
+            artifact_location=artifact_location,
+            store_timeout_s=spec.store_timeout_s,
         )
     )
     hub = (

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import ray
 import ray.exceptions as rex
 
+from orchestrator._retry import STATUS_GROUP
 from orchestrator._stopwatch import Stopwatch
 from orchestrator.engine._lost import LOST_AFTER_S, PROBE_GROUP, RayLost
 from orchestrator.engine._worker import run_attempt
-from orchestrator.errors import one_line
+from orchestrator.errors import StoreUnavailable, one_line
 from orchestrator.trial import Outcome, Ticket
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ _POLL_S = 0.25
 _CAPACITY_REFRESH_S = 5.0
 _PING_S = 5.0
 _PROBE_S = 5.0
+_STORES_POLL_S = 1.0  # how often the loop asks whether the hub or tracker waits for a database
+_STORES_REPEAT_S = 30.0  # how often a wait that goes on is said again
 
 
 class Listener:
@@ -113,6 +116,9 @@ class TrialLoop:
         self._ping_at = time.monotonic()
         self._probe: tuple[Any, float] | None = None  # a liveness probe and when it was sent
         self._probe_at = time.monotonic()
+        self._stores_ref: Any = None
+        self._stores_at = -math.inf
+        self._waiting_for: dict[str, float] = {}  # store -> when its wait was last said
 
     def run(self) -> LoopResult:
         """Run until done or stopped; on stop, return the tickets still running.
@@ -120,6 +126,7 @@ class TrialLoop:
         Raises:
             RayLost: the study hub stopped answering (Ray is gone).
             RayActorError: the study hub died.
+            StoreUnavailable: a database stayed unreachable past ``store_timeout_s``.
         """
         finished = self.get(self.hub.count_finished.remote())
         while finished < self.target or self._running:
@@ -136,19 +143,25 @@ class TrialLoop:
             finished += self._collect()
             self._enforce_timeouts()
             self._keep_alive()
-        for ref in self._finish_refs:
-            self.get(ref)
+            self._watch_stores()
+        self.get(self._finish_refs)
         return LoopResult()
 
-    def get(self, ref: Any) -> Any:
-        """``ray.get(ref)`` of a hub call, checking meanwhile that Ray still answers.
+    def get(self, refs: Any) -> Any:
+        """``ray.get(refs)`` of hub calls, checking meanwhile that Ray still answers and saying
+        when the hub or tracker waits for a database.
 
         Raises:
             RayLost: the hub left a liveness probe unanswered for ``LOST_AFTER_S``.
+            StoreUnavailable: a database stayed unreachable past ``store_timeout_s``.
         """
-        while not ray.wait([ref], timeout=1.0)[0]:
-            self._check_alive()
-        return ray.get(ref)
+        pending = refs if isinstance(refs, list) else [refs]
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=_POLL_S)
+            if pending:
+                self._check_alive()
+                self._watch_stores()
+        return ray.get(refs)
 
     def _check_alive(self) -> None:
         """Send a liveness probe every few seconds; raise RayLost when one goes unanswered.
@@ -167,6 +180,35 @@ class TrialLoop:
         if self._probe is None and now - self._probe_at >= _PROBE_S:
             self._probe = (self.hub.alive.options(concurrency_group=PROBE_GROUP).remote(), now)
             self._probe_at = now
+
+    def _watch_stores(self) -> None:
+        """Tell the listener when a store becomes unreachable (again every 30 s) and when it
+        is back; raise when one is gone for good. Polls the hub in its status group."""
+        if self._stores_ref is not None:
+            ready, _ = ray.wait([self._stores_ref], timeout=0)
+            if not ready:
+                return
+            statuses: list[dict[str, Any]] = ray.get(self._stores_ref)
+            self._stores_ref = None
+            self._say_stores(statuses)
+        if time.monotonic() - self._stores_at >= _STORES_POLL_S:
+            self._stores_at = time.monotonic()
+            self._stores_ref = self.hub.store_status.options(
+                concurrency_group=STATUS_GROUP
+            ).remote()
+
+    def _say_stores(self, statuses: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        for status in statuses:
+            if status["lost"]:
+                raise StoreUnavailable(status["lost"])
+            said = self._waiting_for.get(status["store"])
+            if said is None or now - said >= _STORES_REPEAT_S:
+                self.listener.waiting(status["message"])
+                self._waiting_for[status["store"]] = now
+        for store in set(self._waiting_for) - {status["store"] for status in statuses}:
+            del self._waiting_for[store]
+            self.listener.waiting(f"{store} is reachable again; the sweep goes on")
 
     def _slots(self) -> int:
         now = time.monotonic()

@@ -150,6 +150,15 @@ class _Sampler(_Strict):
     seed: int | None = Field(None, description="Seed for reproducible sampling.")
 
 
+class History(_Strict):
+    """Which finished trials TPE models once a study is large: the latest and the best."""
+
+    recent: int = Field(1000, ge=1, description="The latest finished trials.")
+    best: int = Field(
+        100, ge=25, description="The best trials (at least 25: all of TPE's good group)."
+    )
+
+
 class TPESamplerSpec(_Sampler):
     type: Literal["tpe"]
     n_startup_trials: int = Field(10, ge=0)
@@ -157,6 +166,11 @@ class TPESamplerSpec(_Sampler):
     group: bool = False
     constant_liar: bool = Field(
         True, description="Penalise running trials so parallel workers explore different points."
+    )
+    history: History | Literal["all"] = Field(
+        default_factory=History,
+        description="Past recent + best finished trials, model only those (ask cost stops "
+        "growing with the study); `all` models every trial.",
     )
 
 
@@ -353,6 +367,12 @@ class Spec(_Strict):
     )
     trial_timeout_s: float | None = Field(
         None, gt=0, description="Cancel a trial running longer than this (it ends FAILED)."
+    )
+    store_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="How long the sweep waits for an unreachable study or tracking database "
+        "before it stops (continue it with --resume).",
     )
     description: str | None = Field(None, description="Free text shown on the parent run.")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags of the parent run.")

@@ -8,6 +8,7 @@ driver's machine; it sends the tracker actor the runs to write without waiting f
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Mapping
@@ -15,20 +16,29 @@ from dataclasses import replace
 from typing import Any
 
 import ray
+from optuna.storages import get_storage
 from optuna.trial import TrialState
-from ray.exceptions import RayError
+from ray.exceptions import GetTimeoutError, RayError
 
 from orchestrator._logging import quiet_libraries
+from orchestrator._retry import STATUS_GROUP, Outage, display_url
 from orchestrator._run_name import mark_run_name, state_mark, trial_run_name
 from orchestrator._sqlite import tune_sqlite
 from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.names import StudyAttr, Tag, TrialAttr
-from orchestrator.spec import Spec
+from orchestrator.spec import Spec, TPESamplerSpec
 from orchestrator.study._driver import Owner, heartbeat
 from orchestrator.study._samplers import build_pruner, suggest
+from orchestrator.study._snapshot import HistoryWindow, HubStorage
 from orchestrator.study._stopping import StopRules
 from orchestrator.study._storage import open_storage
-from orchestrator.study._study import count_states, finished_count, open_study, requeue
+from orchestrator.study._study import (
+    count_states,
+    drop_stray,
+    finished_count,
+    open_study,
+    requeue,
+)
 from orchestrator.study._summary import study_summary
 from orchestrator.trial import Outcome, Ticket
 
@@ -57,7 +67,12 @@ class StudyHub:
         self.stopwatch = Stopwatch()
         quiet_libraries()
         tune_sqlite()
-        self.storage = open_storage(storage_url)
+        self.outage = Outage(
+            f"the study database {display_url(storage_url)}", deadline_s=spec.store_timeout_s
+        )
+        self.storage = HubStorage(
+            get_storage(open_storage(storage_url)), self.outage, window=_window(spec)
+        )
         self.study = open_study(spec, self.storage, resume=resume, storage_url=storage_url)
         self.pruner = build_pruner(spec)
         self.stop_rules = StopRules(spec.stop_when)
@@ -65,6 +80,7 @@ class StudyHub:
         self._study_id = self.storage.get_study_id_from_name(spec.name)
         self._tracker = tracker  # the Tracker actor: writes are sent without waiting
         self._run_refs: dict[str, ray.ObjectRef[str]] = {}
+        self._live: set[int] = set()  # numbers of the trials handed out and not ended
         self._last_beat = 0.0
         if resume:
             self._recover()
@@ -99,11 +115,25 @@ class StudyHub:
         now = time.time()
         if now - self._last_beat >= HEARTBEAT_S:
             heartbeat(self.study, self.owner)
+            self._drop_strays()
             self._last_beat = now
 
     def alive(self) -> bool:
         """Answer a liveness probe (in its own concurrency group: at once, even mid-ask)."""
         return True
+
+    def store_status(self) -> list[dict[str, Any]]:
+        """The stores the sweep waits for now: the study's and the tracker's (see
+        :meth:`orchestrator._retry.Outage.status`). Runs in the actor's STATUS_GROUP, so it
+        answers while a store call blocks the hub."""
+        found = [self.outage.status()]
+        # A tracker busy or gone is not a store to wait for: the sweep meets it by its next call.
+        with contextlib.suppress(RayError, GetTimeoutError):
+            found += ray.get(
+                self._tracker.store_status.options(concurrency_group=STATUS_GROUP).remote(),
+                timeout=5,
+            )
+        return [status for status in found if status is not None]
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Seconds and calls per hub activity so far."""
@@ -125,8 +155,10 @@ class StudyHub:
         self.ping()
         tickets = []
         for _ in range(count):
-            trial = self.study.ask()
-            params = {**self.spec.fixed, **suggest(trial, self.spec.space)}
+            with self.storage.asking(self._study_id):
+                trial = self.study.ask()
+                params = {**self.spec.fixed, **suggest(trial, self.spec.space)}
+            self._live.add(trial.number)
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(
                 self._study_id, trial.number
             )
@@ -202,11 +234,15 @@ class StudyHub:
             self.storage.set_trial_user_attr(ticket.trial_id, name, value)
         state = TrialState[outcome.state]
         self.study.tell(
-            ticket.number, outcome.values if state == TrialState.COMPLETE else None, state=state
+            ticket.number,
+            outcome.values if state == TrialState.COMPLETE else None,
+            state=state,
+            skip_if_finished=True,  # told already when the reply to a first try was lost
         )
         tags = self._final_name(ticket, outcome.state, diverged=outcome.diverged)
         if outcome.reason:
             tags[Tag.FAIL_REASON] = outcome.reason
+        self._live.discard(ticket.number)
         if outcome.diverged:
             tags[Tag.DIVERGED] = "true"
         if stop is not None:
@@ -232,6 +268,7 @@ class StudyHub:
             self._run_refs.pop(ticket.key, None)
             self.stop_rules.pop(ticket.key)
             requeue(self.study, self.storage, self.storage.get_trial(ticket.trial_id), reason)
+            self._live.discard(ticket.number)
 
     def close(self, status: str) -> tuple[dict[str, Any], list[str]]:
         """Close the parent run with a summary of the study.
@@ -301,9 +338,32 @@ class StudyHub:
         except RayError:
             return ""
 
+    def _drop_strays(self) -> None:
+        """End the trials no one holds: made twice by a creation retried over a lost reply
+        (a RUNNING trial the hub never handed out, or a second queued copy of a re-run)."""
+        unfinished = self.study.get_trials(
+            deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)
+        )
+        queued: set[Any] = set()
+        for trial in unfinished:
+            rerun_of = trial.user_attrs.get(TrialAttr.RERUN_OF)
+            if trial.state == TrialState.RUNNING and trial.number not in self._live:
+                drop_stray(self.study, self.storage, trial)
+            elif trial.state == TrialState.WAITING and rerun_of is not None:
+                if rerun_of in queued:
+                    drop_stray(self.study, self.storage, trial)
+                queued.add(rerun_of)
+
     def _recover(self) -> None:
         """Close and re-queue trials left RUNNING by the driver before (it is gone: checked)."""
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             requeue(
                 self.study, self.storage, trial, "interrupted: the orch driver running it stopped"
             )
+
+
+def _window(spec: Spec) -> HistoryWindow | None:
+    """The history window of a TPE spec (None: the sampler sees every trial)."""
+    if not isinstance(spec.sampler, TPESamplerSpec) or spec.sampler.history == "all":
+        return None
+    return HistoryWindow(recent=spec.sampler.history.recent, best=spec.sampler.history.best)

@@ -101,6 +101,8 @@ PRUNERS: dict[str, type[BasePruner]] = {
 }
 #: Spec field names that differ from the Optuna argument they set (spec names are a contract).
 _RENAMED = {"startup_trials": "n_startup_trials", "warmup_steps": "n_warmup_steps"}
+#: Spec fields of orch's own, not arguments of the Optuna class (``history``: the hub's window).
+_ORCH_FIELDS = {"type", "seed", "history"}
 #: Samplers that would warn on every conditional parameter they sample independently.
 _QUIET = {"cmaes", "qmc"}
 
@@ -138,5 +140,5 @@ def build_pruner(spec: Spec) -> BasePruner:
 
 def _arguments(section: BaseModel) -> dict[str, Any]:
     """A spec section's fields as its Optuna class's keyword arguments."""
-    fields = section.model_dump(exclude={"type", "seed"})
+    fields = section.model_dump(exclude=_ORCH_FIELDS)
     return {_RENAMED.get(name, name): value for name, value in fields.items()}

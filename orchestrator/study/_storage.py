@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -13,6 +14,8 @@ from orchestrator.workspace import sqlite_path
 __all__ = ["JOURNAL_PREFIX", "is_new_storage", "open_storage", "study_exists"]
 
 JOURNAL_PREFIX = "journal:"
+#: Seconds a connection attempt to a database server may take.
+CONNECT_TIMEOUT_S = 10
 
 
 def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
@@ -41,7 +44,7 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
                 engine_kwargs={"connect_args": {"timeout": 60}},
                 skip_table_creation=read_only,
             )
-        return RDBStorage(url, skip_table_creation=read_only)
+        return RDBStorage(url, engine_kwargs=_server_engine(url), skip_table_creation=read_only)
     except StudyError:
         raise
     except Exception as exc:
@@ -83,6 +86,16 @@ def is_new_storage(url: str) -> bool:
         return not Path(url[len(JOURNAL_PREFIX) :].removeprefix("//")).exists()
     file = sqlite_path(url)
     return file is not None and not file.exists()
+
+
+def _server_engine(url: str) -> dict[str, Any]:
+    """Engine settings for a database server: a pooled connection is checked before use (one
+    round trip), so the first call after a server restart does not fail on a dead connection;
+    connecting gives up after CONNECT_TIMEOUT_S instead of the OS's minutes."""
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith(("postgresql", "mysql")):
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return kwargs
 
 
 def _check_exists(path: Path, url: str, read_only: bool) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "FINISHED_STATES",
     "check_study",
     "count_states",
+    "drop_stray",
     "finished_count",
     "is_finished",
     "open_study",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STRAY_REASON = "created twice while the database was unreachable; never ran"
 
 
 def check_study(spec: Spec, storage: BaseStorage, *, resume: bool, storage_url: str) -> None:
@@ -94,6 +96,15 @@ def requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, reaso
     storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, reason)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     study.enqueue_trial(trial.params, user_attrs={TrialAttr.RERUN_OF: trial.number})
+
+
+def drop_stray(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial) -> None:
+    """End a trial that no one runs (created twice during a database outage) without counting
+    it: FAIL, marked interrupted, like a trial whose params were queued again."""
+    trial_id = trial_id_of(storage, study, trial.number)
+    storage.set_trial_user_attr(trial_id, TrialAttr.INTERRUPTED, True)
+    storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, STRAY_REASON)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def trial_id_of(storage: BaseStorage, study: optuna.Study, number: int) -> int:

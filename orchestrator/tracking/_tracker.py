@@ -11,11 +11,13 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator._logging import quiet_libraries
+from orchestrator._retry import Found, Outage, display_url, retrying
 from orchestrator._run_name import mark_run_name
 from orchestrator._stopwatch import Stopwatch, timed
 from orchestrator.credentials import apply_mlflow_credentials
@@ -49,6 +51,7 @@ _MAX_PROBLEMS = 20
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 def _recorded(method: _Method) -> _Method:
@@ -102,7 +105,8 @@ class Tracker:
     """Writes runs, params, metrics, tags and artifacts; metrics are batched in the background.
 
     Trial attempts are addressed by a key (``"<trial number>.<attempt>"``) so callers never wait
-    for MLflow to hand out run ids.
+    for MLflow to hand out run ids. Every MLflow call is retried while the tracking store is
+    unreachable, for up to ``store_timeout_s`` (see :mod:`orchestrator._retry`).
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class Tracker:
         flush_interval_s: float = 0.5,
         params_wait_s: float = PARAMS_WAIT_S,
         max_pending: int = MAX_PENDING_METRICS,
+        store_timeout_s: float = 300.0,
     ) -> None:
         self.stopwatch = Stopwatch()
         quiet_libraries()
@@ -124,6 +129,11 @@ class Tracker:
         tune_sqlite()
         apply_mlflow_credentials(tracking_uri)
         seed_sqlite_store(tracking_uri)
+        self.outage = Outage(
+            f"the tracking store {display_url(tracking_uri)}", deadline_s=store_timeout_s
+        )
+        #: This tracker's id: the start of each of its runs' Tag.RUN_KEY.
+        self.id = uuid.uuid4().hex[:12]
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
@@ -162,30 +172,37 @@ class Tracker:
     ) -> str:
         """Create the sweep's parent run (or reopen ``resume_run_id``); return its id."""
         if resume_run_id is not None:
-            self.client.update_run(resume_run_id, status="RUNNING")
+            self._retry(lambda: self.client.update_run(resume_run_id, status="RUNNING"))
             self.parent_run_id = resume_run_id
         else:
-            run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
-            self.parent_run_id = run.info.run_id
-        self.client.log_text(self.parent_run_id, spec_yaml, "spec.yaml")
-        return self.parent_run_id
+            self.parent_run_id = self._create_run("parent", name, tags)
+        parent = self.parent_run_id
+        self._retry(lambda: self.client.log_text(parent, spec_yaml, "spec.yaml"))
+        return parent
 
     def end_parent(
         self, *, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
     ) -> list[str]:
         """Log the sweep summary, close the parent run with ``status``; return all errors met."""
         errors = self.close()
-        if self.parent_run_id is not None:
-            self._write(self.parent_run_id, metrics=_metrics(metrics, step=0), tags=_tags(tags))
-            self.client.set_terminated(self.parent_run_id, status)
+        parent = self.parent_run_id
+        if parent is not None:
+            self._write(parent, metrics=_metrics(metrics, step=0), tags=_tags(tags))
+            self._retry(lambda: self.client.set_terminated(parent, status))
         return errors
 
     @_recorded
     def close_open_children(self, reason: str) -> None:
         """Close as KILLED every child run of the parent still RUNNING (left by a dead driver)."""
-        if self.parent_run_id is not None:
-            children = open_children(self.client, self.experiment_id, self.parent_run_id)
-            close_open_runs(self.client, children, reason=reason)
+        parent = self.parent_run_id
+        if parent is not None:
+            self._retry(
+                lambda: close_open_runs(
+                    self.client,
+                    open_children(self.client, self.experiment_id, parent),
+                    reason=reason,
+                )
+            )
 
     @_recorded
     def log_parent_artifact(self, name: str, data: bytes) -> None:
@@ -201,8 +218,7 @@ class Tracker:
         """Open a child run for one trial attempt; return its run id."""
         run_tags = {Tag.PARENT_RUN_ID: self.parent_run_id or "", **tags}
         with self.stopwatch.time("create_run"):
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
-        run_id = str(run.info.run_id)
+            run_id = self._create_run(key, run_name, run_tags)
         self._runs[key] = run_id
         with self._lock:  # written with the first tags or metrics, or by the flusher
             self._params_due[run_id] = (time.monotonic(), _params(params))
@@ -262,7 +278,7 @@ class Tracker:
                 self._requeue(run_id, queued)
             self._problems.add(f"end_trial: {one_line(exc, with_type=True)}")
         with self.stopwatch.time("set_terminated"):
-            self.client.set_terminated(run_id, status or RUN_STATUS[state])
+            self._retry(lambda: self.client.set_terminated(run_id, status or RUN_STATUS[state]))
 
     # Delivery -------------------------------------------------------------------------------
 
@@ -295,6 +311,8 @@ class Tracker:
 
     def _flush_loop(self, interval: float, params_wait_s: float) -> None:
         while not self._stop.wait(interval):
+            if self.outage.lost:  # the sweep stops on it; nothing more can be written
+                continue
             try:
                 self._flush_all(params_wait_s=params_wait_s)
             except Exception as exc:  # metrics stay queued; the next flush retries them
@@ -342,6 +360,34 @@ class Tracker:
         """Seconds and calls of MLflow writes so far."""
         return self.stopwatch.summary()
 
+    def store_status(self) -> list[dict[str, Any]]:
+        """``[status]`` while the tracking store is unreachable, else ``[]`` (see
+        :meth:`orchestrator._retry.Outage.status`); called in the actor's status group."""
+        status = self.outage.status()
+        return [] if status is None else [status]
+
+    def _retry(self, call: Callable[[], _T]) -> _T:
+        return retrying(call, self.outage)
+
+    def _create_run(self, key: str, run_name: str, tags: Mapping[str, str]) -> str:
+        """Create a run of this experiment; return its id. Keyed (Tag.RUN_KEY), so a retry
+        after a lost reply finds the run the first try made instead of making a second."""
+        run_key = f"{self.id}/{key}"
+
+        def create() -> str:
+            run = self.client.create_run(
+                self.experiment_id, run_name=run_name, tags={**tags, Tag.RUN_KEY: run_key}
+            )
+            return str(run.info.run_id)
+
+        def recover() -> Found[str] | None:
+            found = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{Tag.RUN_KEY}` = '{run_key}'"
+            )
+            return Found(str(found[0].info.run_id)) if found else None
+
+        return retrying(create, self.outage, recover=recover)
+
     @timed
     def _write(
         self,
@@ -379,17 +425,19 @@ class Tracker:
                 room = MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
                 room = min(room, MAX_METRICS_PER_BATCH)
                 batch_metrics, metrics = metrics[:room], metrics[room:]
-                self.client.log_batch(
-                    run_id,
-                    metrics=batch_metrics,
-                    params=batch_params,
-                    tags=batch_tags,
-                    synchronous=True,
+                self._retry(
+                    lambda: self.client.log_batch(
+                        run_id,
+                        metrics=batch_metrics,  # noqa: B023  (called at once)
+                        params=batch_params,  # noqa: B023
+                        tags=batch_tags,  # noqa: B023
+                        synchronous=True,
+                    )
                 )
 
     @timed
     def _upload(self, run_id: str, name: str, data: bytes) -> None:
-        upload_artifact(self.client, run_id, name, data)
+        self._retry(lambda: upload_artifact(self.client, run_id, name, data))
 
 
 def open_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[str]:
