@@ -40,11 +40,11 @@ def start_actors(
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     options = {"num_cpus": 0, "scheduling_strategy": here, "max_restarts": 0}
-    # store_status answers in its own thread while a database call blocks the actor.
+    # store_status (both actors) and the hub's liveness probe answer in threads of their own
+    # while a database call or a long ask blocks the actor.
     make_remote: Any = ray.remote
-    remote = make_remote(concurrency_groups={STATUS_GROUP: 1})
     tracker = (
-        remote(Tracker)
+        make_remote(concurrency_groups={STATUS_GROUP: 1})(Tracker)
         .options(**options)
         .remote(
             tracking_uri=tracking_uri,
@@ -54,7 +54,7 @@ def start_actors(
         )
     )
     hub = (
-        remote(concurrency_groups={PROBE_GROUP: 1})(StudyHub)
+        make_remote(concurrency_groups={STATUS_GROUP: 1, PROBE_GROUP: 1})(StudyHub)
         .options(**options)
         .remote(
             spec=spec,
