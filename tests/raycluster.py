@@ -50,6 +50,12 @@ class LocalCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a driver needs to connect: the token this cluster's nodes use, named
+        explicitly (orch sends a token only to the cluster it is given for)."""
+        return {"RAY_AUTH_TOKEN_PATH": str(Path.home() / ".ray" / "auth_token")}
+
     def add_node(
         self, name: str, *, cpus: float, gpus: int = 0, resources: dict | None = None
     ) -> Node:

@@ -49,7 +49,7 @@ def orch_sweep(spec: Path, tmp_path: Path, cluster: LocalCluster, *extra: str, *
         "--json",
         *extra,
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **cluster.client_env}
     if popen:
         return subprocess.Popen(
             args,
@@ -268,7 +268,7 @@ def test_cluster_lost_mid_sweep_exits_3_with_the_resume_command_then_resume_fini
     again = LocalCluster(port=first.port)  # the cluster is back at the same address
     try:
         again.add_node("head", cpus=2)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **again.client_env}
         done = subprocess.run(
             [ORCH, *command[1:], "--set", "fixed.seconds=0.2"],
             cwd=REPO,

@@ -42,6 +42,7 @@ def pg_sweep(
         "ORCH_STORAGE": dbs.storage,
         "MLFLOW_TRACKING_URI": dbs.tracking,
         "ORCH_WORKSPACE": str(spec.parent / "ws"),
+        **cluster.client_env,
     }
     if popen:
         return subprocess.Popen(
