@@ -24,6 +24,7 @@ import ray
 import yaml
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
+from orchestrator._retry import display_url
 from orchestrator.credentials import apply_mlflow_credentials
 from orchestrator.engine import (
     Listener,
@@ -34,7 +35,7 @@ from orchestrator.engine import (
     ray_session,
     start_actors,
 )
-from orchestrator.errors import OrchError, StoreUnavailable, one_line, redact
+from orchestrator.errors import OrchError, StoreUnavailable, StudyError, one_line, redact
 from orchestrator.names import Tag, TrialAttr
 from orchestrator.provenance import collect
 from orchestrator.spec import PreparedSweep, Spec, prepare_sweep
@@ -100,8 +101,8 @@ class SweepResult:
         """A JSON-ready view (what ``orch sweep --json`` prints)."""
         return {
             "study": self.study,
-            "storage": self.storage,
-            "tracking_uri": self.tracking_uri,
+            "storage": redact(self.storage),
+            "tracking_uri": redact(self.tracking_uri),
             "parent_run_id": self.parent_run_id,
             "counts": self.counts,
             "metrics": self.metrics,
@@ -228,7 +229,16 @@ def sweep(
             )
             _run_loop(loop, hub, tracker, listener, ended)
             listener.phase("stopping Ray")
-    result = _result(spec, where, ended)
+    try:
+        result = _result(spec, where, ended)
+    except StudyError as exc:  # Ray was lost because its database was: say the database
+        if ended.lost is None:
+            raise
+        raise StoreUnavailable(
+            f"the study database {display_url(where.storage)} unreachable after {ended.lost} "
+            f"({one_line(exc)}); the sweep stopped: continue it with the same command and "
+            "--resume once it is back"
+        ) from None
     if ended.lost is not None:
         raise SweepLost(ended.lost, result)
     if report and ended.status == "FINISHED":

@@ -19,7 +19,7 @@ import pytest
 import typer
 from optuna.trial import TrialState
 
-from tests.helpers import load, runs, study_so_far
+from tests.helpers import load, runs, runs_so_far, study_so_far
 
 REPO = Path(__file__).resolve().parent.parent
 ORCH = str(Path(sys.executable).with_name("orch"))
@@ -159,7 +159,14 @@ def _wait_running(tmp_path: Path, count: int, proc: subprocess.Popen) -> None:
         study = study_so_far(tmp_path / "ws", "sleepy")
         if study is not None:
             running = study.get_trials(states=(TrialState.RUNNING,))
-            if len(running) >= count and all(t.intermediate_values for t in running):
+            # The tracker may still be starting while the first trials run: wait for their runs.
+            found = runs_so_far(tmp_path / "ws", "sleepy")
+            open_runs = [r for r in found[1] if r.info.status == "RUNNING"] if found else []
+            if (
+                len(running) >= count
+                and all(t.intermediate_values for t in running)
+                and len(open_runs) >= count
+            ):
                 return
         time.sleep(0.5)
     raise AssertionError("trials never started")

@@ -177,7 +177,9 @@ def test_a_database_gone_for_good_stops_the_sweep_then_resume_finishes_it(
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, err[-3000:]
     assert "postgresql://orch:***@127.0.0.1:" in errors[0]
-    assert "unreachable for 8s" in errors[0] and "--resume" in errors[0], errors[0]
+    # "unreachable for 8s" when the store's deadline stopped it; "unreachable after <what Ray
+    # lost>" when the hub, stuck on the database, stopped answering first (a loaded machine)
+    assert "unreachable" in errors[0] and "--resume" in errors[0], errors[0]
     assert took < 120, f"the sweep took {took:.0f}s to give up"
 
     again = start_sweep(spec, pg_db, "--resume")

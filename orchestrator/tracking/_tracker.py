@@ -137,6 +137,8 @@ class Tracker:
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
         self.parent_run_id: str | None = None
+        #: Parent artifacts sent (by the driver) before the hub had the parent run opened.
+        self._parent_files: list[tuple[str, bytes]] = []
         self._runs: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
         self._pending: dict[str, list[Metric]] = defaultdict(list)
@@ -178,6 +180,9 @@ class Tracker:
             self.parent_run_id = self._create_run("parent", name, tags)
         parent = self.parent_run_id
         self._retry(lambda: self.client.log_text(parent, spec_yaml, "spec.yaml"))
+        for file_name, data in self._parent_files:
+            self._upload(parent, file_name, data)
+        self._parent_files.clear()
         return parent
 
     def end_parent(
@@ -206,8 +211,11 @@ class Tracker:
 
     @_recorded
     def log_parent_artifact(self, name: str, data: bytes) -> None:
-        """Store ``data`` under ``name`` on the parent run."""
-        if self.parent_run_id is not None:
+        """Store ``data`` under ``name`` on the parent run (once it is open: the driver and
+        the hub call the tracker independently, so this may come first)."""
+        if self.parent_run_id is None:
+            self._parent_files.append((name, data))
+        else:
             self._upload(self.parent_run_id, name, data)
 
     # Trial runs -----------------------------------------------------------------------------
