@@ -238,7 +238,13 @@ def test_cluster_lost_mid_sweep_exits_3_with_the_resume_command_then_resume_fini
         while time.time() < deadline:
             assert proc.poll() is None, proc.communicate()
             study = study_so_far(tmp_path / "ws", "gone")
-            if study is not None and len(study.get_trials(states=(TrialState.RUNNING,))) == 2:
+            found = runs_so_far(tmp_path / "ws", "gone")  # the tracker may start after trials
+            open_runs = [r for r in found[1] if r.info.status == "RUNNING"] if found else []
+            if (
+                study is not None
+                and len(study.get_trials(states=(TrialState.RUNNING,))) == 2
+                and len(open_runs) == 2
+            ):
                 break
             time.sleep(0.5)
         killed_at = time.time()
