@@ -5,9 +5,9 @@ One parent run per sweep and one nested child run per trial attempt. May import
 credentials of an orch cluster's tracking server) and the shared leaf modules; never Optuna.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from orchestrator._lazy import lazy_exports
 from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
 from orchestrator.tracking._tracker import (
     RUN_STATUS,
@@ -35,28 +35,6 @@ if TYPE_CHECKING:
         short_run_route,
     )
 
-#: Readers of runs, imported (with MLflow) on first use: the driver and the study hub import
-#: this package for the tracker actor's class only.
-_LAZY = {
-    name: "orchestrator.tracking._runs"
-    for name in (
-        "RunLink",
-        "child_run_params",
-        "compare_route",
-        "experiment_id",
-        "experiment_route",
-        "find_trial_run",
-        "get_run",
-        "metric_histories",
-        "parent_spec",
-        "quiet_downloads",
-        "run_links",
-        "run_route",
-        "running_trial_runs",
-        "short_run_route",
-    )
-}
-
 __all__ = [
     "RUN_STATUS",
     "ArtifactSpool",
@@ -81,10 +59,9 @@ __all__ = [
     "upload_artifact",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'orchestrator.tracking' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+#: The readers of runs (those not imported above) come with MLflow on first use: the driver
+#: and the study hub import this package for the tracker actor's class only.
+__getattr__ = lazy_exports(
+    __name__,
+    {name: "orchestrator.tracking._runs" for name in __all__ if name not in globals()},
+)

@@ -21,24 +21,6 @@ from orchestrator.errors import RunError, one_line, redact
 from orchestrator.names import Tag
 from orchestrator.spec import Spec
 
-__all__ = [
-    "RunLink",
-    "child_run_params",
-    "compare_route",
-    "experiment_id",
-    "experiment_route",
-    "find_trial_run",
-    "get_run",
-    "metric_histories",
-    "parent_spec",
-    "quiet_downloads",
-    "run_links",
-    "run_route",
-    "running_trial_runs",
-    "short_run_route",
-]
-
-
 #: Runs read per MLflow search request.
 SEARCH_PAGE = 1000
 
