@@ -7,11 +7,8 @@ once (to check the study before Ray starts; the hub hands back the summary at th
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -49,7 +46,7 @@ from orchestrator.study import (
 )
 from orchestrator.workspace import Locations, resolve_locations
 
-__all__ = ["SweepInterrupted", "SweepLost", "SweepResult", "report_in_background", "sweep"]
+__all__ = ["SweepInterrupted", "SweepLost", "SweepResult", "sweep"]
 
 #: Longest wait for the tracker to close the runs of a sweep whose study database is gone.
 CLOSE_RUNS_S = 30.0
@@ -153,7 +150,7 @@ def sweep(
         log_to_driver: let Ray print the workers' output here.
         report: log the finished study's plots and summary page under ``report/`` on its
             parent run before returning (``orch sweep`` does it afterwards, in the background:
-            :func:`report_in_background`).
+            :class:`orchestrator._report_process.ReportProcess`).
         ray_log: a file for Ray's own logging instead of stderr (see
             :func:`orchestrator.engine.ray_output_to`); the workers' output then stays in
             their runs' ``output.log`` and Ray's worker logs.
@@ -403,39 +400,6 @@ def _log_report(name: str, where: Locations, parent_run_id: str | None) -> list[
     except Exception as exc:
         return [f"report: {one_line(exc, with_type=True)}"]
     return []
-
-
-def report_in_background(result: SweepResult, log_file: Path) -> subprocess.Popen[bytes] | None:
-    """Log the report of ``result``'s study on its parent run, from a process of its own.
-
-    Returns at once with the process (None when the sweep has no parent run): it writes what
-    it does to ``log_file``, exits 1 when the report fails (its last line then says why) and
-    tags the parent run ``orch.report_error``. It survives the caller when not waited for.
-    """
-    if result.parent_run_id is None:
-        return None
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    here = str(Path(__file__).resolve().parent.parent)  # this orchestrator, whatever the cwd
-    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    job = {
-        "study": result.study,
-        "storage": result.storage,
-        "tracking_uri": result.tracking_uri,
-        "parent_run_id": result.parent_run_id,
-    }
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.results._report_job", str(log_file)],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": path},
-            start_new_session=True,  # a Ctrl-C at the prompt afterwards is not for it
-        )
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(job).encode())  # store URLs may hold passwords: not argv
-    process.stdin.close()
-    return process
 
 
 @contextlib.contextmanager

@@ -350,6 +350,8 @@ def test_a_sweep_in_which_no_trial_completed_exits_5_with_a_summary_line(tmp_pat
         "RuntimeError: boom from the job"
     )
     assert "Traceback" not in done.stderr
+    # The report's process, started with the sweep, ended without writing (nothing to report).
+    assert not list((tmp_path / "ws" / "logs").glob("report-*"))
     as_json = orch("sweep", str(spec), "--workspace", str(tmp_path / "ws2"), "--json")
     assert as_json.returncode == 5
     assert json.loads(as_json.stdout)["first_failure"].startswith("trial 0: RuntimeError")
@@ -360,6 +362,8 @@ def test_a_failed_report_is_a_sweep_problem_the_exit_code_shows(tmp_path):
     done = orch("sweep", str(spec), "--workspace", str(tmp_path / "ws"))
     assert done.returncode == 4, done.stderr
     assert "tracking problem: report:" in done.stderr
+    (log,) = (tmp_path / "ws" / "logs").glob("report-blocked-*.log")  # the report's own log
+    assert log.read_text().splitlines()[-1].startswith("report failed: NotADirectoryError")
     assert "blocked: the sweep finished with 1 problem(s)" in done.stderr.splitlines()[-1]
     assert "Traceback" not in done.stderr
     assert load(tmp_path / "ws", "blocked").best_value is not None  # the trials are recorded

@@ -43,7 +43,7 @@ def sweep_command(
 ) -> None:
     """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
     from orchestrator import SweepInterrupted, SweepLost, sweep
-    from orchestrator._sweep import report_in_background
+    from orchestrator._report_process import ReportProcess
     from orchestrator.cli._progress import SweepProgress
     from orchestrator.engine import stderr_on_own_descriptor
     from orchestrator.spec import prepare_sweep
@@ -67,6 +67,8 @@ def sweep_command(
         report=submitted,
     )
     progress = SweepProgress(prepared.spec, console=err)
+    # The report's process imports its libraries while the sweep runs (none for a submitted job).
+    report = None if submitted else ReportProcess(where.log_file("report", prepared.spec.name))
     try:
         # Python's stderr on a descriptor of its own: Ray's output goes to ray_log instead.
         with stderr_on_own_descriptor():
@@ -76,6 +78,10 @@ def sweep_command(
             else:
                 with progress:
                     result = sweep(prepared, listener=progress, **kwargs)
+        # The report is built while the summary is read (and waited for below).
+        reporting = (
+            report is not None and bool(result.counts.get("COMPLETE")) and report.send(result)
+        )
     except SweepInterrupted as exc:
         _print_result(exc.result, json_=json_)
         err.print(str(exc), style="yellow", markup=False, highlight=False)
@@ -89,17 +95,14 @@ def sweep_command(
     except Exception:
         _name_log(ray_log)
         raise
-    if not submitted and result.counts.get("COMPLETE"):
-        # Summary first; the report is logged while it is read, and waited for: a failed
-        # report is a problem of the sweep its exit status shows.
-        report_log = where.log_file("report", result.study)
-        process = report_in_background(result, report_log)
-        _print_result(result, json_=json_)
-        if process is not None and process.wait() != 0:
-            result.errors.append(f"report: {_last_line(report_log)} (log {report_log})")
-            err.print(f"tracking problem: {redact(result.errors[-1])}", style="red", markup=False)
-    else:
-        _print_result(result, json_=json_)
+    finally:
+        if report is not None:
+            report.cancel()  # ends it unless it was sent a job
+    _print_result(result, json_=json_)
+    if reporting and report is not None and report.wait() != 0:
+        # A failed report is a problem of the sweep its exit status shows.
+        result.errors.append(f"report: {_last_line(report.log_file)} (log {report.log_file})")
+        err.print(f"tracking problem: {redact(result.errors[-1])}", style="red", markup=False)
     if result.errors or progress.retried:
         _name_log(ray_log)
     _exit_with_status(result)

@@ -1,21 +1,24 @@
 """A finished sweep's report, logged on its parent run by a process of its own.
 
-``orch sweep`` starts it once its summary is printed (see
-:func:`orchestrator._sweep.report_in_background`) so that nobody waits for the plots::
+``orch sweep`` starts it before the sweep (:class:`orchestrator._report_process.ReportProcess`):
+it imports MLflow and the plotting libraries while the sweep runs, then waits for its job::
 
     python -m orchestrator.results._report_job LOG_FILE  < {"study", "storage", "tracking_uri",
                                                             "parent_run_id"} as JSON
 
-The store URLs come on stdin, never on the command line (they may hold passwords); what it
-does goes to LOG_FILE. When it fails, the parent run gets the tag ``orch.report_error`` with the
-reason, and the log the traceback.
+An empty stdin means no report is wanted (nothing is written then). The store URLs come on
+stdin, never on the command line (they may hold passwords); what it does goes to LOG_FILE. When
+it fails, the parent run gets the tag ``orch.report_error`` with the reason, and the log the
+traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
+from pathlib import Path
 
 from orchestrator._logging import quiet_libraries
 from orchestrator.credentials import apply_mlflow_credentials
@@ -30,13 +33,20 @@ FAILED = "report failed: "
 
 def main() -> int:
     """Log the report the job on stdin asks for; return the exit status (1: it failed)."""
-    job = json.loads(sys.stdin.read())
     quiet_libraries()
-    apply_mlflow_credentials(job["tracking_uri"])
+    import matplotlib.pyplot  # noqa: F401  (the plots' imports, while the sweep runs)
+    import optuna.visualization.matplotlib  # noqa: F401
     from mlflow import MlflowClient
 
     from orchestrator.results._report import log_report
     from orchestrator.results._summary import read_study
+
+    sent = sys.stdin.read()
+    if not sent.strip():
+        return 0  # the sweep needs no report
+    _output_to(Path(sys.argv[1]))
+    job = json.loads(sent)
+    apply_mlflow_credentials(job["tracking_uri"])
 
     client = MlflowClient(job["tracking_uri"])
     parent = job["parent_run_id"]
@@ -51,6 +61,16 @@ def main() -> int:
         return 1
     print(f"report of {job['study']!r}: {len(files)} files logged on run {parent}", flush=True)
     return 0
+
+
+def _output_to(log_file: Path) -> None:
+    """Send this process's stdout and stderr to the end of ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(fd, stream.fileno())
+    os.close(fd)
 
 
 if __name__ == "__main__":
