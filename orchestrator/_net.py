@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 
 __all__ = ["LOCALHOST", "family", "free_port", "http_ok", "reachable_host", "url_host"]
 
@@ -36,6 +34,9 @@ def url_host(host: str) -> str:
 
 def http_ok(url: str, *, headers: dict[str, str] | None = None, timeout_s: float = 3.0) -> bool:
     """Whether ``url`` answers a GET with a success status."""
+    import urllib.error  # with http.client and email: not for every orch command
+    import urllib.request
+
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
