@@ -26,6 +26,7 @@ from orchestrator.cluster import (
     read_secret,
     resolve_token,
 )
+from orchestrator.cluster._postgres import HeadPostgres
 from orchestrator.errors import ClusterError, InputError
 from orchestrator.provenance import SUBMITTED_FILE, collect
 from tests.conftest import REPO
@@ -174,6 +175,20 @@ def test_bad_postgres_settings_name_the_field_exit_2(
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "home").exists()  # refused before anything was made
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
+def test_postgres_as_root_needs_a_home_the_postgres_user_can_enter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest's temp folders are root-only (0700) above ORCH_HOME: refused, nothing made."""
+    monkeypatch.setenv("ORCH_HOME", str(tmp_path / "home"))
+    folder = ClusterFolder.of("pg")
+    ensure_secrets(folder)
+    with pytest.raises(ClusterError, match=r"the postgres user .* cannot enter /.*set ORCH_HOME"):
+        HeadPostgres.of(folder).start(5432)
+    assert not (folder.path / "postgres").exists()
+    assert stat.S_IMODE(folder.path.stat().st_mode) == 0o700  # left as it was
 
 
 def test_postgres_is_refused_on_a_launcher_head(tmp_path: Path) -> None:

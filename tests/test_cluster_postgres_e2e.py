@@ -36,7 +36,7 @@ SPEC = "search_spaces/quadratic.yaml"
 def home() -> Iterator[Path]:
     """A private ORCH_HOME the ``postgres`` user can enter (as root, PostgreSQL runs as it;
     pytest's own temp folders are root-only all the way up)."""
-    path = Path(tempfile.mkdtemp(prefix="orch-pg-home-"))
+    path = Path(tempfile.mkdtemp(prefix="orch-pghome-"))
     folder = ClusterFolder(path / "clusters" / "local-pg")
     try:
         yield path

@@ -177,12 +177,11 @@ class HeadPostgres:
         Raises:
             ClusterError: as root, a folder above ORCH_HOME keeps the ``postgres`` user out.
         """
-        self.root.mkdir(mode=0o700, exist_ok=True)
-        self.root.chmod(0o700)
         if not self._as_postgres:
+            self.root.mkdir(mode=0o700, exist_ok=True)
+            self.root.chmod(0o700)
             return
         entry = pwd.getpwnam(_OS_USER)
-        os.chown(self.root, entry.pw_uid, entry.pw_gid)
         groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if _OS_USER in g.gr_mem}
         home = orch_home().resolve()
         for folder in [*reversed(self.folder.path.resolve().parents), self.folder.path.resolve()]:
@@ -198,6 +197,9 @@ class HeadPostgres:
                 )
             os.chown(folder, -1, entry.pw_gid)
             folder.chmod(stat.S_IMODE(info.st_mode) & ~0o070 | 0o010)
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        self.root.chmod(0o700)
+        os.chown(self.root, entry.pw_uid, entry.pw_gid)
 
     def _initdb(self, password: str) -> None:
         pwfile = self.root / "initdb-password"
