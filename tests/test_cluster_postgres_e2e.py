@@ -106,6 +106,17 @@ def test_cluster_with_postgres_keeps_the_study_across_down_and_up(home: Path) ->
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert _studies(address, home)["quadratic"]["counts"]["COMPLETE"] >= 1
 
+    # `orch cluster env` names the study's URL and the password file, not the password: with
+    # them, orch on this machine reads the study straight from PostgreSQL.
+    exports = orch("cluster", "env", "local-pg", home=home)
+    assert exports.returncode == 0, exports.stderr
+    env = dict(re.findall(r"^export (ORCH_STORAGE|PGPASSFILE)=(\S+)$", exports.stdout, re.M))
+    assert env == {"ORCH_STORAGE": state["storage"], "PGPASSFILE": str(pg.passfile)}
+    assert password not in exports.stdout
+    direct = orch("status", "--json", home=home, **env)
+    assert direct.returncode == 0, direct.stderr
+    assert [s["study"] for s in json.loads(direct.stdout)["studies"]] == ["quadratic"]
+
     # The study and the runs are in PostgreSQL.
     url = f"postgresql://orch:{password}@127.0.0.1:{port}/optuna"
     study = optuna.load_study(study_name="quadratic", storage=url)
