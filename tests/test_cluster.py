@@ -26,7 +26,8 @@ from orchestrator.cluster import (
     read_secret,
     resolve_token,
 )
-from orchestrator.errors import ClusterError
+from orchestrator.cluster._postgres import HeadPostgres
+from orchestrator.errors import ClusterError, InputError
 from orchestrator.provenance import SUBMITTED_FILE, collect
 from tests.conftest import REPO
 
@@ -101,7 +102,9 @@ def test_mlflow_credentials_come_from_the_secrets_folder_named_by_env(
     assert env["MLFLOW_TRACKING_PASSWORD"] == read_secret(folder.secrets / "mlflow_password")
 
 
-@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml", "onprem.yaml", "local.yaml"])
+@pytest.mark.parametrize(
+    "name", ["aws.yaml", "gcp.yaml", "onprem.yaml", "local.yaml", "local-postgres.yaml"]
+)
 def test_example_configs_are_valid_ray_cluster_configs(name: str) -> None:
     from ray.autoscaler._private.util import prepare_config, validate_config
 
@@ -139,6 +142,59 @@ def test_bad_cluster_configs_name_the_field(tmp_path: Path) -> None:
         load_cluster_config(bad)
     bad.write_text("cluster_name: x\nprovider: {type: fake_multinode}\n")
     with pytest.raises(ClusterError, match="needs available_node_types"):
+        load_cluster_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("orch", "message"),
+    [
+        ("{postgres: yes please}", r"metadata\.orch\.postgres: 'yes please' is not true or false"),
+        ("{postgres: true, postgres_port: 70000}", r"postgres_port: 70000 is not a port number"),
+        ("{postgres: true, postgres_port: '5432'}", r"postgres_port: '5432' is not a port"),
+        ("{postgres_port: 5432}", r"postgres_port: set only with postgres: true"),
+        (
+            "{postgres: true, storage: 'sqlite:///x.db'}",
+            r"postgres: .*drop storage \(or postgres\)",
+        ),
+    ],
+)
+def test_bad_postgres_settings_name_the_field_exit_2(
+    orch: str, message: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "c.yaml"
+    local = (CLUSTERS / "local.yaml").read_text().split("metadata:")[0]
+    bad.write_text(f"{local}metadata: {{orch: {orch}}}\n")
+    with pytest.raises(InputError, match=message):
+        load_cluster_config(bad)
+    done = subprocess.run(
+        [sys.executable, "-c", "from orchestrator.cli import main; main()", "cluster", "up",
+         str(bad)],
+        cwd=REPO, env={**os.environ, "ORCH_HOME": str(tmp_path / "home")},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "home").exists()  # refused before anything was made
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
+def test_postgres_as_root_needs_a_home_the_postgres_user_can_enter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest's temp folders are root-only (0700) above ORCH_HOME: refused, nothing made."""
+    monkeypatch.setenv("ORCH_HOME", str(tmp_path / "home"))
+    folder = ClusterFolder.of("pg")
+    ensure_secrets(folder)
+    with pytest.raises(ClusterError, match=r"the postgres user .* cannot enter /.*set ORCH_HOME"):
+        HeadPostgres.of(folder).start(5432)
+    assert not (folder.path / "postgres").exists()
+    assert stat.S_IMODE(folder.path.stat().st_mode) == 0o700  # left as it was
+
+
+def test_postgres_is_refused_on_a_launcher_head(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("cluster_name: x\nprovider: {type: aws}\nmetadata: {orch: {postgres: true}}\n")
+    with pytest.raises(InputError, match=r"postgres: orch starts PostgreSQL only on a local"):
         load_cluster_config(bad)
 
 

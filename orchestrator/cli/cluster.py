@@ -119,6 +119,11 @@ def env_command(name: Annotated[str, typer.Argument(help="The cluster's name.")]
         f"export MLFLOW_TRACKING_USERNAME={MLFLOW_USER}\n"
         f'export MLFLOW_TRACKING_PASSWORD="$(cat {password})"\n'
     )
+    if state.get("postgres"):  # the head's PostgreSQL: the study, password by file
+        sys.stdout.write(
+            f"export ORCH_STORAGE={state['storage']}\n"
+            f"export PGPASSFILE={folder.secrets / 'pgpass'}\n"
+        )
 
 
 @cluster_app.command("mlflow")

@@ -11,6 +11,9 @@ A cluster YAML is the file ``ray up`` takes; orch reads its own settings from
   Ray with token auth and the MLflow server (see ``clusters/``); orch adds the secrets folder
   to ``file_mounts``.
 
+With ``metadata.orch.postgres: true`` (local route only) the head also runs a PostgreSQL server
+holding the Optuna study and MLflow's runs (see :mod:`orchestrator.cluster._postgres`).
+
 Either way ``up`` first generates the Ray token and the MLflow admin password (user-only files
 in ``~/.orch/clusters/<name>/secrets``) and the head runs Ray with ``RAY_AUTH_MODE=token``, an
 MLflow tracking server behind basic auth with proxied artifacts, and the Optuna storage.
@@ -36,6 +39,7 @@ from typing import Any
 import yaml
 
 from orchestrator._net import LOCALHOST, free_port, http_ok, reachable_host
+from orchestrator.cluster._postgres import DATABASES, HeadPostgres
 from orchestrator.cluster._processes import (
     boot_id,
     cluster_processes,
@@ -56,7 +60,7 @@ from orchestrator.credentials import (
     secure_ray_token_file,
     write_secret,
 )
-from orchestrator.errors import ClusterError, one_line
+from orchestrator.errors import ClusterError, InputError, one_line
 
 __all__ = [
     "LOCAL_PROVIDER",
@@ -107,6 +111,8 @@ class OrchSettings:
     mlflow_port: int | None = None  # local route: a free port; launcher route: 5000
     backend_store_uri: str | None = None  # default: sqlite next to the secrets on the head
     storage: str | None = None  # Optuna storage; default: sqlite on the head
+    postgres: bool = False  # local route: PostgreSQL on the head holds the study and MLflow's runs
+    postgres_port: int | None = None  # default: a free port
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,9 @@ def load_cluster_config(path: str | Path) -> ClusterConfig:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ClusterError(f"{file}: metadata.orch: unknown {unknown}; known: {sorted(known)}")
-    config = ClusterConfig(path=file.resolve(), data=data, settings=OrchSettings(**raw))
+    settings = OrchSettings(**raw)
+    _check_postgres(file, str(provider["type"]), settings)
+    config = ClusterConfig(path=file.resolve(), data=data, settings=settings)
     if config.local and (
         "head_node_type" not in data
         or data["head_node_type"] not in data.get("available_node_types", {})
@@ -165,6 +173,38 @@ def load_cluster_config(path: str | Path) -> ClusterConfig:
             "head_node_type among them"
         )
     return config
+
+
+def _check_postgres(file: Path, provider: str, settings: OrchSettings) -> None:
+    """Check ``postgres`` and ``postgres_port`` of ``metadata.orch``.
+
+    Raises:
+        InputError: a bad value, a conflicting key, or a provider it cannot work with.
+    """
+    where = f"{file}: metadata.orch"
+    if not isinstance(settings.postgres, bool):
+        raise InputError(f"{where}.postgres: {settings.postgres!r} is not true or false")
+    port = settings.postgres_port
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535
+    ):
+        raise InputError(f"{where}.postgres_port: {port!r} is not a port number (1-65535)")
+    if not settings.postgres:
+        if port is not None:
+            raise InputError(f"{where}.postgres_port: set only with postgres: true")
+        return
+    if provider != LOCAL_PROVIDER:
+        raise InputError(
+            f"{where}.postgres: orch starts PostgreSQL only on a local ({LOCAL_PROVIDER}) head; "
+            "on a remote head run it yourself and set storage and backend_store_uri "
+            "(docs/cluster.md)"
+        )
+    clashing = [k for k in ("storage", "backend_store_uri") if getattr(settings, k)]
+    if clashing:
+        raise InputError(
+            f"{where}.postgres: puts the study and MLflow's runs in the head's PostgreSQL; "
+            f"drop {' and '.join(clashing)} (or postgres)"
+        )
 
 
 # up / down / status --------------------------------------------------------------------------
@@ -207,6 +247,9 @@ def down(target: str | Path, *, say: Say = lambda _: None) -> dict[str, Any]:
     if state["provider"] == LOCAL_PROVIDER:
         stop_processes(state, say)
         _remove_temp_dir(state.get("temp_dir"), state["name"], say)
+        if state.get("postgres"):
+            say(f"stopping PostgreSQL (its data stays in {folder.path / 'postgres'})")
+            HeadPostgres.of(folder).stop()
     else:
         from ray.autoscaler.sdk import teardown_cluster
 
@@ -293,6 +336,14 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
     rendered = folder.path / "ray-cluster.yaml"
     write_secret(rendered, yaml.safe_dump(_local_config(config, gcs_port), sort_keys=False))
     storage = settings.storage or f"sqlite:///{folder.path / 'optuna.db'}"
+    backend_store_uri = settings.backend_store_uri
+    postgres = HeadPostgres.of(folder) if settings.postgres else None
+    pg_port = (settings.postgres_port or free_port()) if postgres else None
+    db_env: dict[str, str] = {}
+    if postgres is not None and pg_port is not None:
+        storage = postgres.url(DATABASES["storage"], pg_port)
+        backend_store_uri = postgres.url(DATABASES["tracking"], pg_port)
+        db_env = postgres.client_env()
     tracking_uri = f"http://127.0.0.1:{mlflow_port}"
     state: dict[str, Any] = {
         "name": config.name,
@@ -307,15 +358,23 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
         "sessions": [],
         "started_at": time.time(),
     }
+    if postgres is not None:
+        # No password here: clients read it from the secrets folder (PGPASSFILE).
+        state["postgres"] = {"port": pg_port, "data_dir": str(postgres.data)}
     try:
+        if postgres is not None:
+            say(f"starting PostgreSQL on 127.0.0.1:{pg_port} (data: {postgres.data})")
+            postgres.start(int(pg_port or 0))
+            _write_state(folder, state)  # so `down` stops it if what follows fails
         say(f"starting MLflow (basic auth) on {settings.mlflow_host}:{mlflow_port}")
         mlflow_session = start_mlflow(
             secrets_dir=folder.secrets,
             data_dir=folder.path,
             host=settings.mlflow_host,
             port=mlflow_port,
-            backend_store_uri=settings.backend_store_uri,
+            backend_store_uri=backend_store_uri,
             wait=False,
+            extra_env=db_env,
         )
         state["sessions"].append(session_record(mlflow_session))
         _write_state(folder, state)  # so `down` finds what is already running
@@ -328,6 +387,7 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "ORCH_STORAGE": storage,
             "MLFLOW_TRACKING_URI": tracking_uri,
+            **db_env,
         }
         head_session = _start_head(
             config,
@@ -353,6 +413,9 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
         _write_state(folder, state)
     except BaseException:
         stop_processes(state, say)
+        if postgres is not None:
+            with contextlib.suppress(ClusterError):
+                postgres.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
         folder.state_file.unlink(missing_ok=True)
         raise
@@ -425,19 +488,22 @@ def start_mlflow(
     port: int,
     backend_store_uri: str | None = None,
     wait: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> int:
     """Start ``mlflow server`` with basic auth and proxied artifacts in a new session.
 
     ``secrets_dir`` may be read-only (a Kubernetes secret); ``data_dir`` gets the users
     database, the artifacts, the log and a 0600 auth config holding the admin password. The
     session key goes into the server's environment; no secret appears on a command line.
+    ``extra_env`` is added to the server's environment (``PGPASSFILE``, ...).
     Returns the server's session id.
     """
     secrets_dir, data_dir = secrets_dir.expanduser(), data_dir.expanduser()
     artifacts = data_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(PermissionError):  # users' password hashes live here too
-        data_dir.chmod(0o700)
+        # Keeps a group's traverse-only access (0710: the postgres user's, to its data dir).
+        data_dir.chmod(0o700 | (data_dir.stat().st_mode & 0o010))
     backend_store_uri = backend_store_uri or f"sqlite:///{data_dir / 'mlflow.db'}"
     auth_ini = data_dir / "mlflow-auth.ini"
     write_secret(
@@ -457,6 +523,7 @@ def start_mlflow(
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             # By environment: a database password would show on the command line.
             "MLFLOW_BACKEND_STORE_URI": backend_store_uri,
+            **(extra_env or {}),
         }
     )
     mlflow = Path(sys.executable).parent / "mlflow"
