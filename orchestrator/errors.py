@@ -41,7 +41,8 @@ class SpecError(OrchError):
 
 
 class InputError(OrchError):
-    """A command-line argument is invalid (a cluster name that is a path, ...)."""
+    """A command-line argument or a file orch reads is invalid (a cluster name that is a path, a
+    cluster config with an unknown key, ...)."""
 
 
 class StudyError(OrchError):

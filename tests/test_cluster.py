@@ -135,14 +135,28 @@ def test_kuberay_manifest_turns_on_token_auth_everywhere() -> None:
 def test_bad_cluster_configs_name_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "c.yaml"
     bad.write_text("cluster_name: x\n")
-    with pytest.raises(ClusterError, match=r"provider\.type is required"):
+    with pytest.raises(InputError, match=r"provider\.type is required"):
         load_cluster_config(bad)
     bad.write_text("cluster_name: x\nprovider: {type: aws}\nmetadata: {orch: {mlflow_prot: 1}}\n")
-    with pytest.raises(ClusterError, match=r"metadata\.orch: unknown \['mlflow_prot'\]"):
+    with pytest.raises(InputError, match=r"metadata\.orch: unknown \['mlflow_prot'\]"):
         load_cluster_config(bad)
     bad.write_text("cluster_name: x\nprovider: {type: fake_multinode}\n")
-    with pytest.raises(ClusterError, match="needs available_node_types"):
+    with pytest.raises(InputError, match="needs available_node_types"):
         load_cluster_config(bad)
+    for text in ("cluster_name: x\nprovider: {type: aws}\nmetadata: {orch: {bogus: 1}}\n", None):
+        if text is None:
+            bad.unlink()  # a missing file is bad input too
+        else:
+            bad.write_text(text)
+        done = subprocess.run(
+            [sys.executable, "-c", "from orchestrator.cli import main; main()", "cluster", "up",
+             str(bad)],
+            cwd=REPO, env={**os.environ, "ORCH_HOME": str(tmp_path / "home")},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert str(bad) in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "home").exists()
 
 
 @pytest.mark.parametrize(

@@ -140,27 +140,27 @@ def load_cluster_config(path: str | Path) -> ClusterConfig:
     """Read a cluster YAML (the file ``ray up`` takes, orch's settings in ``metadata.orch``).
 
     Raises:
-        ClusterError: naming the missing or bad field.
+        InputError: naming the file and the missing or bad field (the file is bad input).
     """
     file = Path(path)
     try:
         data = yaml.safe_load(file.read_text())
     except OSError as exc:
-        raise ClusterError(f"{file}: cannot read cluster config: {exc.strerror or exc}") from None
+        raise InputError(f"{file}: cannot read cluster config: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ClusterError(f"{file}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{file}: invalid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ClusterError(f"{file}: a cluster config is a YAML mapping (the file `ray up` takes)")
+        raise InputError(f"{file}: a cluster config is a YAML mapping (the file `ray up` takes)")
     name = data.get("cluster_name")
     check_cluster_name(name if isinstance(name, str) else "", where=f"{file}: cluster_name")
     provider = data.get("provider")
     if not isinstance(provider, dict) or not provider.get("type"):
-        raise ClusterError(f"{file}: provider.type is required (fake_multinode, aws, gcp, ...)")
+        raise InputError(f"{file}: provider.type is required (fake_multinode, aws, gcp, ...)")
     raw = ((data.get("metadata") or {}).get("orch")) or {}
     known = set(OrchSettings.__dataclass_fields__)
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ClusterError(f"{file}: metadata.orch: unknown {unknown}; known: {sorted(known)}")
+        raise InputError(f"{file}: metadata.orch: unknown {unknown}; known: {sorted(known)}")
     settings = OrchSettings(**raw)
     _check_postgres(file, str(provider["type"]), settings)
     config = ClusterConfig(path=file.resolve(), data=data, settings=settings)
@@ -168,7 +168,7 @@ def load_cluster_config(path: str | Path) -> ClusterConfig:
         "head_node_type" not in data
         or data["head_node_type"] not in data.get("available_node_types", {})
     ):
-        raise ClusterError(
+        raise InputError(
             f"{file}: the {LOCAL_PROVIDER} provider needs available_node_types with the "
             "head_node_type among them"
         )
