@@ -1,7 +1,8 @@
 """``stop_when``: rules on reported metrics end trials PRUNED at once, with the rule recorded.
 
 The sweeps run on a real local Ray with real Optuna and MLflow sqlite stores; the job reports a
-residual curve given as a param, so which trial stops, and at which step, is known exactly.
+residual curve given as a param, so which trial stops, and at which step, is known exactly;
+one sweep runs the real DEQ job with a configuration that does not converge.
 """
 
 from __future__ import annotations
@@ -170,3 +171,44 @@ def test_the_hub_waits_for_answers_exactly_when_it_may_stop_a_trial():
     assert Spec.model_validate({**base, "pruner": {"type": "median"}}).stops_trials
     multi = {**base, "objective": [{"metric": "loss"}, {"metric": "cost"}]}
     assert Spec.model_validate({**multi, "stop_when": rule}).stops_trials
+
+
+DEQ_SPEC = """
+name: deq-stop-when
+job: jobs.deq.train:run
+objective: {metric: test_error}
+trials: 2
+parallel: 2
+sampler: {type: grid}
+pruner: {type: none}
+space:
+  norm: {type: categorical, choices: [spectral, none]}
+fixed: {model: deq, width: 16, epochs: 4, solver: forward, max_iter: 30, init_scale: 3.5}
+stop_when:
+  - {metric: residual, above: 0.1, patience: 2}
+"""
+DEQ_RULE = "stop_when[0]: residual above 0.1 for 2 consecutive reports"
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_the_deq_job_not_converging_is_ended_early_with_the_rule_as_reason(tmp_path, write_spec):
+    """The real DEQ job: without spectral norm, weights scaled 3.5x leave forward iteration's
+    residual above 0.1 every epoch (finite: the job's divergence policy does not end it); the
+    shipped DEQ rule ends that trial after 2 of its 4 epochs, the spectral-norm trial runs on."""
+    result = sweep(write_spec(DEQ_SPEC), workspace=tmp_path)
+    assert result.counts["PRUNED"] == 1 and result.counts["COMPLETE"] == 1
+    mlflow = client(tmp_path)
+    by_norm = {t.params["norm"]: t for t in load(tmp_path, "deq-stop-when").trials}
+    stopped, converged = by_norm["none"], by_norm["spectral"]
+    history = mlflow.get_metric_history(stopped.user_attrs["mlflow_run_id"], "residual")
+    assert sorted({m.step for m in history}) == [0, 1]  # 2 epochs reported of 4
+    assert all(m.value > 0.1 for m in history)
+    assert stopped.state == TrialState.PRUNED and not stopped.user_attrs.get("diverged")
+    assert stopped.user_attrs["orch.stop_rule"] == DEQ_RULE
+    assert stopped.user_attrs["fail_reason"].startswith(f"stopped at step 1 by {DEQ_RULE}")
+    run = mlflow.get_run(stopped.user_attrs["mlflow_run_id"])
+    assert run.data.tags["orch.stop_rule"] == DEQ_RULE
+    assert run.data.tags["optuna.state"] == "PRUNED"
+    assert converged.state == TrialState.COMPLETE and "orch.stop_rule" not in converged.user_attrs
+    assert sorted(converged.intermediate_values) == [0, 1, 2, 3]
+    assert converged.value is not None and converged.value < stopped.value
