@@ -142,7 +142,7 @@ class _TrustRegion:
         inside = (newton_sq <= radius_sq) & ~plain
         with np.errstate(divide="ignore", invalid="ignore"):
             to_boundary = (ge + np.sqrt(np.maximum(ge**2 + ee * (radius_sq - gg), 0.0))) / ee
-        t = np.where(inside, 1.0, np.where(plain, 0.0, np.nan_to_num(to_boundary).clip(0, 1)))
+        t = np.where(inside, 1.0, np.where(plain, 0.0, to_boundary.clip(0.0, 1.0)))  # ee > 0
         self.t, self.inside, self.model_sq = t, inside, model_sq
         return n, t[:, None] * coef[:, 0]
 
@@ -150,9 +150,9 @@ class _TrustRegion:
         """Take in the inner products of the new pair's rows s, p and of the trial point's
         residual with every row; return which samples accept the step, or None when all do."""
         m = self.m
-        pair = products[:, :2, : 2 * m]
-        self.gram[:, [slot, m + slot]] = pair
-        self.gram[:, :, [slot, m + slot]] = pair.transpose(0, 2, 1)
+        s_row, p_row = products[:, 0, : 2 * m], products[:, 1, : 2 * m]
+        self.gram[:, slot], self.gram[:, :, slot] = s_row, s_row
+        self.gram[:, m + slot], self.gram[:, :, m + slot] = p_row, p_row
         self.n = min(self.n + 1, m)
         gg, gg_new, t = self.gg, products[:, 2, new], self.t
         length_sq = products[:, 0, slot]
