@@ -92,8 +92,19 @@ def test_broyden_converges_at_every_small_memory_in_no_more_evaluations_than_for
     for memory in range(1, 11):
         _, stats = solve(f, z0, "broyden", tol=1e-5, max_iter=3000, memory=memory)
         assert stats.all_converged, memory
-        # One secant pair carries little on the monotone problem: about forward's count there.
-        assert stats.nfe <= (1.1 if memory == 1 else 1.0) * forward, (memory, stats.nfe, forward)
+        assert stats.nfe <= forward, (memory, stats.nfe, forward)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_broyden_with_one_pair_spends_no_more_evaluations_than_forward_on_a_monotone_deq(
+    seed: int,
+) -> None:
+    # One pair sees only the slowest mode there and proposes steps 10-20x the fixed-point step;
+    # memory 1 then takes the fixed-point steps, not trust-region cuts that cost evaluations.
+    f, z0 = _monotone(64, seed=seed)
+    forward = solve(f, z0, "forward", tol=1e-5, max_iter=3000)[1].nfe
+    _, stats = solve(f, z0, "broyden", tol=1e-5, max_iter=3000, memory=1)
+    assert stats.all_converged and stats.nfe <= forward, (stats.nfe, forward)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -106,7 +117,10 @@ def test_broyden_solves_a_small_linear_problem_once_its_memory_spans_the_space(s
     forward = solve(f, z0, "forward", tol=1e-10, max_iter=3000)[1].nfe
     for memory in (1, 2, 4):  # a window smaller than the space: converges, never stalls
         _, stats = solve(f, z0, "broyden", tol=1e-10, max_iter=3000, memory=memory)
-        assert stats.all_converged and stats.nfe <= forward, (memory, stats.nfe, forward)
+        # memory 1 keeps to steps at most 6x the fixed-point step: one more evaluation than
+        # forward's on seed 5 (393 vs 392)
+        limit = 1.01 * forward if memory == 1 else forward
+        assert stats.all_converged and stats.nfe <= limit, (memory, stats.nfe, forward)
     _, stats = solve(f, z0, "broyden", tol=1e-10, max_iter=3000, memory=10)
     assert stats.all_converged and stats.nfe <= 2 * 8 + 4  # the secant model becomes exact
 
