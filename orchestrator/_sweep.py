@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +131,7 @@ def sweep(
     log_to_driver: bool = True,
     report: bool = True,
     ray_log: str | Path | None = None,
+    when_closed: Callable[[SweepResult], object] | None = None,
 ) -> SweepResult:
     """Run a sweep until its study holds ``trials`` finished trials.
 
@@ -154,6 +155,9 @@ def sweep(
         ray_log: a file for Ray's own logging instead of stderr (see
             :func:`orchestrator.engine.ray_output_to`); the workers' output then stays in
             their runs' ``output.log`` and Ray's worker logs.
+        when_closed: called with what the study holds once a sweep that ran to its end has
+            closed its trials, before Ray stops (``orch sweep`` starts its report there, beside
+            Ray's shutdown); not called after Ctrl-C or when Ray or a store was lost.
 
     Returns:
         What the study and tracking store hold when the sweep ends.
@@ -225,6 +229,8 @@ def sweep(
                 stop=stop,
             )
             _run_loop(loop, hub, tracker, listener, ended)
+            if when_closed is not None and ended.summary is not None and ended.status == "FINISHED":
+                when_closed(_result(spec, where, ended))
             listener.phase("stopping Ray")
     try:
         result = _result(spec, where, ended)

@@ -67,8 +67,16 @@ def sweep_command(
         report=submitted,
     )
     progress = SweepProgress(prepared.spec, console=err)
-    # The report's process imports its libraries while the sweep runs (none for a submitted job).
+    # The report's process imports its libraries while the sweep runs (none for a submitted job)
+    # and builds the report while Ray stops and the summary prints; it is waited for below.
     report = None if submitted else ReportProcess(where.log_file("report", prepared.spec.name))
+    reporting: list[bool] = []
+
+    def start_report(closed: Any) -> None:
+        if report is not None and closed.counts.get("COMPLETE"):
+            reporting.append(report.send(closed))
+
+    kwargs["when_closed"] = start_report
     try:
         # Python's stderr on a descriptor of its own: Ray's output goes to ray_log instead.
         with stderr_on_own_descriptor():
@@ -78,10 +86,6 @@ def sweep_command(
             else:
                 with progress:
                     result = sweep(prepared, listener=progress, **kwargs)
-        # The report is built while the summary is read (and waited for below).
-        reporting = (
-            report is not None and bool(result.counts.get("COMPLETE")) and report.send(result)
-        )
     except SweepInterrupted as exc:
         _print_result(exc.result, json_=json_)
         err.print(str(exc), style="yellow", markup=False, highlight=False)
@@ -99,7 +103,7 @@ def sweep_command(
         if report is not None:
             report.cancel()  # ends it unless it was sent a job
     _print_result(result, json_=json_)
-    if reporting and report is not None and report.wait() != 0:
+    if any(reporting) and report is not None and report.wait() != 0:
         # A failed report is a problem of the sweep its exit status shows.
         result.errors.append(f"report: {_last_line(report.log_file)} (log {report.log_file})")
         err.print(f"tracking problem: {redact(result.errors[-1])}", style="red", markup=False)
