@@ -77,6 +77,7 @@ _POLL_S = 1.0
 _ENTRYPOINT_LINE = "Running entrypoint for job "
 #: Ray's job monitor checks each supervisor actor this often (JobManager, Ray 2.60: 1 s).
 _MONITOR_PERIOD_S = 1.5
+_FORGET_TRIES = 4  # deletes of a short job the monitor may record again
 
 Say = Callable[[str], None]
 
@@ -630,19 +631,39 @@ def _forget(conn: Connection, job_id: str) -> None:
         if status in _TERMINAL and all(a.get("state") == "DEAD" for a in actors):
             break
         time.sleep(0.5)
-    time.sleep(_MONITOR_PERIOD_S)
-    conn.client.delete_job(job_id)
+    # The monitor may still record it again after the delete (the actor's end reaching it
+    # late, seen on a quiet machine): delete until it stays deleted for a monitor period.
+    for _ in range(_FORGET_TRIES):
+        time.sleep(_MONITOR_PERIOD_S)
+        try:
+            conn.client.delete_job(job_id)
+        except RuntimeError as exc:
+            if not _missing(exc):
+                raise
+        time.sleep(_MONITOR_PERIOD_S)
+        if not _listed(conn, job_id):
+            return
 
 
-def _job_exists(conn: Connection, job_id: str) -> None:
+def _listed(conn: Connection, job_id: str) -> bool:
+    """Whether Ray lists the job."""
     try:
         conn.client.get_job_info(job_id)
     except RuntimeError as exc:
-        if "404" in str(exc) or "does not exist" in str(exc):
-            raise ClusterError(
-                f"no job {job_id!r} on {conn.address} (orch jobs lists them)"
-            ) from None
+        if _missing(exc):
+            return False
         raise
+    return True
+
+
+def _missing(exc: RuntimeError) -> bool:
+    """Whether Ray's job client raised ``exc`` because the job does not exist."""
+    return "404" in str(exc) or "does not exist" in str(exc)
+
+
+def _job_exists(conn: Connection, job_id: str) -> None:
+    if not _listed(conn, job_id):
+        raise ClusterError(f"no job {job_id!r} on {conn.address} (orch jobs lists them)")
 
 
 def _user_log(text: str) -> str:
