@@ -150,7 +150,8 @@ def test_a_database_restart_mid_sweep_loses_nothing(pg_db: PgDatabases, tmp_path
     assert "Traceback" not in err, err[-3000:]
     # The progress output said what it waited for (password masked), and that it went on.
     assert said("waiting for the study database postgresql://orch:***@127.0.0.1:", err), err
-    assert said("(Connection refused)", err), err
+    # with the database's own reason: refused, or caught while the server shuts down
+    assert said("(Connection refused)", err) or said("shutting down)", err), err
     assert said("is reachable again; the sweep goes on", err), err
     check_complete_study(pg_db, "pg-restart")
 
@@ -193,4 +194,6 @@ def test_a_database_gone_for_good_stops_the_sweep_then_resume_finishes_it(
     client = MlflowClient(pg_db.tracking)
     experiment = client.get_experiment_by_name("pg-gone")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    assert all(r.info.status != "RUNNING" for r in runs), [r.info.status for r in runs]
+    still_open = [(r.info.run_name, r.data.tags.get("mlflow.parentRunId")) for r in runs
+                  if r.info.status == "RUNNING"]  # fmt: skip
+    assert not still_open, still_open
