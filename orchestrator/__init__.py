@@ -96,3 +96,7 @@ __all__ = [
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -16,7 +16,6 @@ and removed by the next ``PostgresServer``.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import secrets
@@ -33,26 +32,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from orchestrator.cluster._postgres import find_bin_dir
+
 __all__ = ["PgDatabases", "PostgresServer", "find_bin_dir", "pg_db", "pg_server"]
 
 USER = "orch"
-BIN_GLOB = "/usr/lib/postgresql/*/bin"
 PREFIX = "orch-pg-"
 OWNER_FILE = "owner.pid"  # the test process a cluster belongs to (orphans are removed)
-
-
-def find_bin_dir() -> Path:
-    """The newest PostgreSQL server binaries on this machine; fail loudly when there are none."""
-    found = sorted(
-        (Path(d) for d in glob.glob(BIN_GLOB) if Path(d, "initdb").exists()),
-        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
-    )
-    if not found:
-        raise RuntimeError(
-            f"no PostgreSQL server binaries ({BIN_GLOB}/initdb): "
-            "apt-get install postgresql (.ci/run does it)"
-        )
-    return found[-1]
 
 
 def _remove_orphans(bin_dir: Path, as_postgres: list[str]) -> None:

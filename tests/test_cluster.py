@@ -132,6 +132,20 @@ def test_kuberay_manifest_turns_on_token_auth_everywhere() -> None:
         assert env["RAY_AUTH_MODE"] == "token"
 
 
+def _refused_up(config: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``orch cluster up CONFIG`` and check it refused as bad input, having made nothing."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from orchestrator.cli import main; main()", "cluster", "up",
+         str(config)],
+        cwd=REPO, env={**os.environ, "ORCH_HOME": str(home)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not home.exists()  # refused before anything was made
+    return done
+
+
 def test_bad_cluster_configs_name_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "c.yaml"
     bad.write_text("cluster_name: x\n")
@@ -148,15 +162,8 @@ def test_bad_cluster_configs_name_the_field(tmp_path: Path) -> None:
             bad.unlink()  # a missing file is bad input too
         else:
             bad.write_text(text)
-        done = subprocess.run(
-            [sys.executable, "-c", "from orchestrator.cli import main; main()", "cluster", "up",
-             str(bad)],
-            cwd=REPO, env={**os.environ, "ORCH_HOME": str(tmp_path / "home")},
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 2, done.stderr
-        assert str(bad) in done.stderr and len(done.stderr.strip().splitlines()) == 1
-        assert not (tmp_path / "home").exists()
+        done = _refused_up(bad, tmp_path / "home")
+        assert str(bad) in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -180,15 +187,7 @@ def test_bad_postgres_settings_name_the_field_exit_2(
     bad.write_text(f"{local}metadata: {{orch: {orch}}}\n")
     with pytest.raises(InputError, match=message):
         load_cluster_config(bad)
-    done = subprocess.run(
-        [sys.executable, "-c", "from orchestrator.cli import main; main()", "cluster", "up",
-         str(bad)],
-        cwd=REPO, env={**os.environ, "ORCH_HOME": str(tmp_path / "home")},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
-    assert not (tmp_path / "home").exists()  # refused before anything was made
+    _refused_up(bad, tmp_path / "home")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")

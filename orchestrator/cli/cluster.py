@@ -105,7 +105,7 @@ def status_command(json_: opt.Json = False) -> None:
 @cluster_app.command("env")
 def env_command(name: Annotated[str, typer.Argument(help="The cluster's name.")]) -> None:
     """Print shell exports that point Ray and MLflow clients at a cluster (secrets by file)."""
-    from orchestrator.cluster import MLFLOW_PASSWORD_FILE, MLFLOW_USER, ClusterFolder
+    from orchestrator.cluster import MLFLOW_PASSWORD_FILE, MLFLOW_USER, PG_PASSFILE, ClusterFolder
 
     folder = ClusterFolder.of(name)
     state = folder.state()
@@ -122,7 +122,7 @@ def env_command(name: Annotated[str, typer.Argument(help="The cluster's name.")]
     if state.get("postgres"):  # the head's PostgreSQL: the study, password by file
         sys.stdout.write(
             f"export ORCH_STORAGE={state['storage']}\n"
-            f"export PGPASSFILE={folder.secrets / 'pgpass'}\n"
+            f"export PGPASSFILE={folder.secrets / PG_PASSFILE}\n"
         )
 
 

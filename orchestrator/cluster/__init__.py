@@ -18,6 +18,7 @@ from orchestrator.cluster._launch import (
     status,
     up,
 )
+from orchestrator.cluster._postgres import PASSFILE as PG_PASSFILE
 from orchestrator.cluster._processes import cluster_processes
 from orchestrator.cluster._submit import (
     Connection,
@@ -60,6 +61,7 @@ __all__ = [
     "LOCAL_PROVIDER",
     "MLFLOW_PASSWORD_FILE",
     "MLFLOW_USER",
+    "PG_PASSFILE",
     "ClusterConfig",
     "ClusterFolder",
     "Connection",

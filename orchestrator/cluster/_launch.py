@@ -338,9 +338,9 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
     storage = settings.storage or f"sqlite:///{folder.path / 'optuna.db'}"
     backend_store_uri = settings.backend_store_uri
     postgres = HeadPostgres.of(folder) if settings.postgres else None
-    pg_port = (settings.postgres_port or free_port()) if postgres else None
+    pg_port = (settings.postgres_port or free_port()) if postgres else 0
     db_env: dict[str, str] = {}
-    if postgres is not None and pg_port is not None:
+    if postgres is not None:
         storage = postgres.url(DATABASES["storage"], pg_port)
         backend_store_uri = postgres.url(DATABASES["tracking"], pg_port)
         db_env = postgres.client_env()
@@ -364,7 +364,7 @@ def _up_local(config: ClusterConfig, folder: ClusterFolder, say: Say) -> dict[st
     try:
         if postgres is not None:
             say(f"starting PostgreSQL on 127.0.0.1:{pg_port} (data: {postgres.data})")
-            postgres.start(int(pg_port or 0))
+            postgres.start(pg_port)
             _write_state(folder, state)  # so `down` stops it if what follows fails
         say(f"starting MLflow (basic auth) on {settings.mlflow_host}:{mlflow_port}")
         mlflow_session = start_mlflow(
