@@ -42,7 +42,7 @@ def sweep_command(
     stores: opt.Stores,
 ) -> None:
     """Run a sweep: an Optuna study whose trials run on Ray, each a child run in MLflow."""
-    from orchestrator import SweepInterrupted, SweepLost, sweep
+    from orchestrator import SweepInterrupted, SweepLost, SweepResult, sweep
     from orchestrator._report_process import ReportProcess
     from orchestrator.cli._progress import SweepProgress
     from orchestrator.engine import stderr_on_own_descriptor
@@ -72,7 +72,7 @@ def sweep_command(
     report = None if submitted else ReportProcess(where.log_file("report", prepared.spec.name))
     reporting: list[bool] = []
 
-    def start_report(closed: Any) -> None:
+    def start_report(closed: SweepResult) -> None:
         if report is not None and closed.counts.get("COMPLETE"):
             reporting.append(report.send(closed))
 
