@@ -232,6 +232,45 @@ def test_existing_study_needs_resume_and_resume_tops_up(tmp_path):
     assert len(children) == 5 and parent.info.status == "FINISHED"
 
 
+def test_resume_closes_the_runs_of_a_sweep_that_never_recorded_its_parent(tmp_path):
+    """A sweep lost with its database (tests/test_postgres_outage.py) may have opened a parent
+    run and trial runs without recording the parent in the study: --resume closes them all,
+    found by their study tags, and leaves other runs of the experiment alone."""
+    sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=2)
+    c = client(tmp_path)
+    experiment_id = c.get_experiment_by_name("quadratic").experiment_id
+    lost_parent = c.create_run(
+        experiment_id, run_name="quadratic", tags={"orch.study": "quadratic"}
+    )
+    lost_trials = [
+        c.create_run(
+            experiment_id,
+            run_name=f"#{n} x=0.5",
+            tags={
+                "optuna.study_name": "quadratic",
+                "optuna.trial_number": str(n),
+                "mlflow.parentRunId": lost_parent.info.run_id,
+            },
+        )
+        for n in (2, 3)
+    ]
+    users_own = c.create_run(experiment_id, run_name="a notebook's run")
+
+    result = sweep("search_spaces/quadratic.yaml", workspace=tmp_path, trials=4, resume=True)
+
+    status = {r.info.run_id: r for r in c.search_runs([experiment_id], max_results=100)}
+    assert status[lost_parent.info.run_id].info.status == "FAILED"
+    assert "interrupted" in status[lost_parent.info.run_id].data.tags["orch.fail_reason"]
+    for run in lost_trials:
+        closed = status[run.info.run_id]
+        assert closed.info.status == "KILLED"
+        assert closed.info.run_name.startswith(
+            f"#{closed.data.tags['optuna.trial_number']} [interrupted]"
+        )
+    assert status[users_own.info.run_id].info.status == "RUNNING"
+    assert status[result.parent_run_id].info.status == "FINISHED"
+
+
 def test_multi_objective_reports_the_pareto_front(tmp_path, write_spec):
     spec = write_spec(
         """

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import one_line, redact
-from orchestrator.names import StudyAttr
 
 if TYPE_CHECKING:
     from orchestrator.study import Owner
@@ -19,20 +18,19 @@ def close_abandoned(
     """Re-queue the study's RUNNING trials (``owner`` was its one driver); close open runs.
 
     Used by the driver when the study hub (or all of Ray) is gone: it reaches both stores
-    directly. When the hub never got to record the parent run, every run still open in the
-    study's experiment is closed: a study has one driver at a time, so they were this one's.
+    directly. Every run of the study still open is closed (found by its study tag, so also
+    those of a parent run the hub never got to record): a study has one driver at a time.
     Never raises: returns one line per step that failed (the study first, then MLflow), so a
     store that refuses or is gone is reported, not a traceback.
     """
     # Imported here: Ray workers import this package, and must not pay for Optuna and MLflow.
     import optuna
     from mlflow import MlflowClient
-    from mlflow.entities import ViewType
     from optuna.trial import TrialState
 
     from orchestrator.credentials import apply_mlflow_credentials
     from orchestrator.study import heartbeat, open_storage, requeue
-    from orchestrator.tracking import close_open_runs, open_children
+    from orchestrator.tracking import close_open_runs, open_study_runs
 
     try:
         storage = open_storage(storage_url)
@@ -40,26 +38,17 @@ def close_abandoned(
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             requeue(study, storage, trial, reason)
         heartbeat(study, owner, ended=True)
-        parent = study.user_attrs.get(StudyAttr.PARENT_RUN_ID)
     except Exception as exc:
         return [f"closing the study's trials failed: {one_line(exc, with_type=True)}"]
     try:
         apply_mlflow_credentials(tracking_uri)
         client = MlflowClient(tracking_uri)
-        if parent is None:
-            experiment = client.get_experiment_by_name(study_name)
-            if experiment is not None:
-                open_runs = client.search_runs(
-                    [experiment.experiment_id],
-                    filter_string="attributes.status = 'RUNNING'",
-                    run_view_type=ViewType.ACTIVE_ONLY,
-                    max_results=50000,
-                )
-                close_open_runs(client, [r.info.run_id for r in open_runs], reason=reason)
+        experiment = client.get_experiment_by_name(study_name)  # named after the study
+        if experiment is None:
             return []
-        experiment_id = client.get_run(parent).info.experiment_id
-        close_open_runs(client, open_children(client, experiment_id, parent), reason=reason)
-        close_open_runs(client, [parent], status=status, reason=reason)
+        trials, parents = open_study_runs(client, experiment.experiment_id, study_name)
+        close_open_runs(client, trials, reason=reason)
+        close_open_runs(client, parents, status=status, reason=reason)
     except Exception as exc:
         return [
             f"closing the runs in MLflow ({redact(tracking_uri)}) failed: "

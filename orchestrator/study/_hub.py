@@ -100,7 +100,9 @@ class StudyHub:
         )
         self.parent_run_id: str | None = None
         if resume:  # runs a lost driver or hub left open (its trials may be re-queued already)
-            tracker.close_open_children.remote("interrupted: the orch driver running it stopped")
+            tracker.close_leftovers.remote(
+                spec.name, "interrupted: the orch driver running it stopped"
+            )
         self.ping()
 
     # Progress ---------------------------------------------------------------------------------

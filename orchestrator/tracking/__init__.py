@@ -15,6 +15,7 @@ from orchestrator.tracking._tracker import (
     close_open_runs,
     ensure_experiment,
     open_children,
+    open_study_runs,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ __all__ = [
     "get_run",
     "metric_histories",
     "open_children",
+    "open_study_runs",
     "parent_spec",
     "quiet_downloads",
     "run_links",

@@ -36,6 +36,7 @@ __all__ = [
     "close_open_runs",
     "ensure_experiment",
     "open_children",
+    "open_study_runs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,21 @@ class Tracker:
                     reason=reason,
                 )
             )
+
+    @_recorded
+    def close_leftovers(self, study_name: str, reason: str) -> None:
+        """Close every run of the study a lost sweep left RUNNING: its trial runs as KILLED, a
+        parent run other than this sweep's as FAILED (a sweep that never recorded its parent in
+        the study is resumed under a new one)."""
+
+        def close() -> None:
+            trials, parents = open_study_runs(
+                self.client, self.experiment_id, study_name, keep=self.parent_run_id
+            )
+            close_open_runs(self.client, trials, reason=reason)
+            close_open_runs(self.client, parents, status="FAILED", reason=reason)
+
+        self._retry(close)
 
     @_recorded
     def log_parent_artifact(self, name: str, data: bytes) -> None:
@@ -457,6 +473,26 @@ def open_children(client: MlflowClient, experiment_id: str, parent_run_id: str) 
         max_results=50000,
     )
     return [run.info.run_id for run in runs]
+
+
+def open_study_runs(
+    client: MlflowClient, experiment_id: str, study_name: str, *, keep: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Ids of study ``study_name``'s runs still RUNNING: (trial runs, parent runs but ``keep``).
+
+    Found by their study tags, not by parent, so the runs of a parent whose id a lost sweep never
+    recorded in the study are found too.
+    """
+
+    def running(tag: str) -> list[str]:
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{tag}` = '{study_name}' and attributes.status = 'RUNNING'",
+            max_results=50000,
+        )
+        return [run.info.run_id for run in runs if run.info.run_id != keep]
+
+    return running(Tag.STUDY_NAME), running(Tag.STUDY)
 
 
 def close_open_runs(
