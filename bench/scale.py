@@ -282,6 +282,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale.json"))
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
+    command = "python bench/scale.py " + " ".join(sys.argv[1:])
+    spec = yaml.safe_dump(spec_for(args).model_dump(mode="json"), sort_keys=False)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(run: dict[str, Any]) -> None:
+        """Print a run's table and write every run so far (a long bench stopped keeps them)."""
+        runs.append(run)
+        print(table(run), flush=True)
+        args.out.write_text(json.dumps({"command": command, "spec": spec, "runs": runs}, indent=1))
+
     server = None
     try:
         with tempfile.TemporaryDirectory(prefix="orch-scale-") as tmp:
@@ -291,18 +301,12 @@ def main() -> None:
 
                     server = PostgresServer(fast=False, settings={"synchronous_commit": "off"})
                     server.start()
-                runs.append(run_orch(args, store, server, Path(tmp)))
-                print(table(runs[-1]), flush=True)
+                record(run_orch(args, store, server, Path(tmp)))
                 if args.optuna:
-                    runs.append(run_optuna(args, store, server, Path(tmp)))
-                    print(table(runs[-1]), flush=True)
+                    record(run_optuna(args, store, server, Path(tmp)))
     finally:
         if server is not None:
             server.close()
-    command = "python bench/scale.py " + " ".join(sys.argv[1:])
-    spec = yaml.safe_dump(spec_for(args).model_dump(mode="json"), sort_keys=False)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": command, "spec": spec, "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":

@@ -332,8 +332,10 @@ def _close_if_lost(
 
 
 def _unwrapped(exc: StoreUnavailable) -> StoreUnavailable:
-    """The hub's or tracker's error itself (Ray wraps it with the remote traceback)."""
-    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    """The hub's or tracker's error itself (Ray wraps it with each remote traceback)."""
+    cause: BaseException = exc
+    while isinstance(cause, RayTaskError):  # a trial's report: worker → hub → database
+        cause = cause.cause
     return StoreUnavailable(str(cause))
 
 

@@ -265,6 +265,8 @@ class TrialLoop:
                 self._retry(ticket, reason)
                 return None, {}
             return Outcome("FAIL", reason=f"{reason} (after {ticket.attempt + 1} attempts)"), {}
+        except StoreUnavailable:  # the trial's reports could not be stored: --resume reruns it
+            raise
         except rex.RayError as exc:
             return Outcome("FAIL", reason=one_line(exc, limit=500, with_type=True)), {}
         if outcome.job_error and self.spec.retry_exceptions and ticket.attempt < self.spec.retries:

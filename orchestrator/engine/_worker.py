@@ -66,7 +66,10 @@ def run_attempt(
     wait_for_answer: bool,
     tracking_uri: str,
 ) -> tuple[Outcome, dict[str, str]]:
-    """Run one attempt of a trial; return its outcome and where it ran. Never raises.
+    """Run one attempt of a trial; return its outcome and where it ran.
+
+    Raises only :class:`~orchestrator.errors.StoreUnavailable` (through Ray): the hub could
+    not store the trial's reports, so the sweep stops and ``--resume`` runs the trial again.
 
     ``wait_for_answer``: whether each report waits for the hub to say if the trial stops.
     """

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orchestrator.errors import StoreUnavailable
 from orchestrator.trial._api import Trial, TrialDiverged, TrialPruned
 from orchestrator.trial._jobref import JobFn
 
@@ -85,7 +86,8 @@ def call_job(job: JobFn, trial: Trial, objectives: Sequence[str]) -> Outcome:
 
     Pruning (orch's or Optuna's ``TrialPruned``) and :class:`TrialDiverged` end PRUNED; any
     other exception ends FAIL with its last line as the reason and the whole traceback stored
-    as the run's ``traceback.txt``. Never raises for the job's own errors.
+    as the run's ``traceback.txt``. Never raises for the job's own errors; a report whose
+    database stayed unreachable (:class:`StoreUnavailable`) is raised on, as the sweep's.
     """
     try:
         return from_result(job(dict(trial.params), trial), objectives)
@@ -93,6 +95,8 @@ def call_job(job: JobFn, trial: Trial, objectives: Sequence[str]) -> Outcome:
         return Outcome("PRUNED", reason=f"pruned at step {trial.last_step}")
     except TrialDiverged as exc:
         return Outcome("PRUNED", reason=f"diverged: {exc}", diverged=True)
+    except StoreUnavailable:  # a report the hub could not store: the sweep stops, not the trial
+        raise
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))
         trial.sink.log_artifact("traceback.txt", text.encode())
