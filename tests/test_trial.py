@@ -7,7 +7,8 @@ import pytest
 from jobs.quadratic import run as quadratic
 from orchestrator import local_trial
 from orchestrator.engine import OutputLog
-from orchestrator.trial import from_result
+from orchestrator.errors import StoreUnavailable
+from orchestrator.trial import LocalSink, Trial, call_job, from_result
 
 
 def test_local_trial_records_reports_artifacts_and_tags(tmp_path):
@@ -94,3 +95,20 @@ def test_log_artifact_streams_a_large_file_in_parts(tmp_path):
     stored = tmp_path / "stored" / "model" / "weights.bin"
     digest = hashlib.sha256
     assert digest(stored.read_bytes()).digest() == digest(big.read_bytes()).digest()
+
+
+class UnreachableSink(LocalSink):
+    """The sweep's hub when its database stayed unreachable past ``store_timeout_s``."""
+
+    def report(self, step: int, metrics: dict[str, float]) -> bool:
+        raise StoreUnavailable("the study database sqlite:///x.db unreachable for 8s")
+
+
+def test_a_report_the_hub_cannot_store_stops_the_sweep_not_the_trial(tmp_path):
+    """The job's own errors end the trial FAIL; a report the database could not take is the
+    sweep's error, raised on: the trial stays RUNNING and --resume runs it again."""
+    trial = Trial(number=0, params={}, sink=UnreachableSink(tmp_path))
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        call_job(lambda params, trial: trial.report(0, loss=1.0), trial, ["loss"])
+    failed = call_job(lambda params, trial: 1 / 0, trial, ["loss"])
+    assert failed.state == "FAIL" and "ZeroDivisionError" in failed.reason
