@@ -179,6 +179,31 @@ def test_a_run_whose_creation_reply_was_lost_is_found_not_made_twice(
         tracker.close()
 
 
+def test_a_tracker_opened_during_a_restart_waits_for_its_database(
+    pg_db: PgDatabases, tmp_path: Path
+) -> None:
+    """The tracker may still be opening its store when a restart begins (trials run meanwhile):
+    it waits, as its later calls do. A refused connection MLflow's engine retries by itself (this
+    test passes without orch's retry too); the server caught *shutting down*, which killed the
+    actor in a CI run of test_postgres_outage, is what orch's retry adds, and is not reproduced
+    here on demand."""
+    with server_down(pg_db.server, back_after_s=3):
+        started = time.monotonic()
+        tracker = Tracker(
+            tracking_uri=pg_db.tracking,
+            experiment="late",
+            artifact_location=tmp_path.as_uri(),
+            store_timeout_s=120,
+        )
+        waited = time.monotonic() - started
+    try:
+        assert waited > 2, waited
+        made = MlflowClient(pg_db.tracking).get_experiment_by_name("late")
+        assert made is not None and made.experiment_id == tracker.experiment_id
+    finally:
+        tracker.close()
+
+
 def test_the_hub_ends_trials_no_one_holds(
     ray_local: None, pg_db: PgDatabases, tmp_path: Path
 ) -> None:

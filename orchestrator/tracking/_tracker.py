@@ -135,8 +135,12 @@ class Tracker:
         )
         #: This tracker's id: the start of each of its runs' Tag.RUN_KEY.
         self.id = uuid.uuid4().hex[:12]
-        self.client = MlflowClient(tracking_uri)
-        self.experiment_id = ensure_experiment(self.client, experiment, artifact_location)
+        # Retried like every later call: the tracker may still be opening its store when a
+        # database restart begins (trials run meanwhile), which must not kill the actor.
+        self.client = self._retry(lambda: MlflowClient(tracking_uri))
+        self.experiment_id = self._retry(
+            lambda: ensure_experiment(self.client, experiment, artifact_location)
+        )
         self.parent_run_id: str | None = None
         #: Parent artifacts sent (by the driver) before the hub had the parent run opened.
         self._parent_files: list[tuple[str, bytes]] = []
