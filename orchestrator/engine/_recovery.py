@@ -30,7 +30,7 @@ def close_abandoned(
 
     from orchestrator.credentials import apply_mlflow_credentials
     from orchestrator.study import heartbeat, open_storage, requeue
-    from orchestrator.tracking import close_open_runs, open_study_runs
+    from orchestrator.tracking import close_study_runs
 
     try:
         storage = open_storage(storage_url)
@@ -46,9 +46,7 @@ def close_abandoned(
         experiment = client.get_experiment_by_name(study_name)  # named after the study
         if experiment is None:
             return []
-        trials, parents = open_study_runs(client, experiment.experiment_id, study_name)
-        close_open_runs(client, trials, reason=reason)
-        close_open_runs(client, parents, status=status, reason=reason)
+        close_study_runs(client, experiment.experiment_id, study_name, status=status, reason=reason)
     except Exception as exc:
         return [
             f"closing the runs in MLflow ({redact(tracking_uri)}) failed: "

@@ -13,9 +13,9 @@ from orchestrator.tracking._tracker import (
     RUN_STATUS,
     Tracker,
     close_open_runs,
+    close_study_runs,
     ensure_experiment,
     open_children,
-    open_study_runs,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ __all__ = [
     "Tracker",
     "child_run_params",
     "close_open_runs",
+    "close_study_runs",
     "compare_route",
     "ensure_experiment",
     "experiment_id",
@@ -51,7 +52,6 @@ __all__ = [
     "get_run",
     "metric_histories",
     "open_children",
-    "open_study_runs",
     "parent_spec",
     "quiet_downloads",
     "run_links",

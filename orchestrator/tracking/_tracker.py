@@ -34,9 +34,9 @@ __all__ = [
     "RUN_STATUS",
     "Tracker",
     "close_open_runs",
+    "close_study_runs",
     "ensure_experiment",
     "open_children",
-    "open_study_runs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -220,14 +220,16 @@ class Tracker:
         parent run other than this sweep's as FAILED (a sweep that never recorded its parent in
         the study is resumed under a new one)."""
 
-        def close() -> None:
-            trials, parents = open_study_runs(
-                self.client, self.experiment_id, study_name, keep=self.parent_run_id
+        self._retry(
+            lambda: close_study_runs(
+                self.client,
+                self.experiment_id,
+                study_name,
+                status="FAILED",
+                reason=reason,
+                keep=self.parent_run_id,
             )
-            close_open_runs(self.client, trials, reason=reason)
-            close_open_runs(self.client, parents, status="FAILED", reason=reason)
-
-        self._retry(close)
+        )
 
     @_recorded
     def log_parent_artifact(self, name: str, data: bytes) -> None:
@@ -479,10 +481,17 @@ def open_children(client: MlflowClient, experiment_id: str, parent_run_id: str) 
     return [run.info.run_id for run in runs]
 
 
-def open_study_runs(
-    client: MlflowClient, experiment_id: str, study_name: str, *, keep: str | None = None
-) -> tuple[list[str], list[str]]:
-    """Ids of study ``study_name``'s runs still RUNNING: (trial runs, parent runs but ``keep``).
+def close_study_runs(
+    client: MlflowClient,
+    experiment_id: str,
+    study_name: str,
+    *,
+    status: str,
+    reason: str,
+    keep: str | None = None,
+) -> None:
+    """Close study ``study_name``'s runs still RUNNING but ``keep``: trial runs as KILLED,
+    parent runs with ``status``.
 
     Found by their study tags, not by parent, so the runs of a parent whose id a lost sweep never
     recorded in the study are found too.
@@ -496,7 +505,8 @@ def open_study_runs(
         )
         return [run.info.run_id for run in runs if run.info.run_id != keep]
 
-    return running(Tag.STUDY_NAME), running(Tag.STUDY)
+    close_open_runs(client, running(Tag.STUDY_NAME), reason=reason)
+    close_open_runs(client, running(Tag.STUDY), status=status, reason=reason)
 
 
 def close_open_runs(
