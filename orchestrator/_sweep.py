@@ -93,6 +93,8 @@ class SweepResult:
     timings: dict[str, Any] = field(default_factory=dict)
     #: What was lost mid-sweep (Ray, the study hub); None when the sweep ended through Ray.
     lost: str | None = None
+    #: The id of the study's MLflow experiment (None when the sweep could not ask its tracker).
+    experiment_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (what ``orch sweep --json`` prints)."""
@@ -101,6 +103,7 @@ class SweepResult:
             "storage": redact(self.storage),
             "tracking_uri": redact(self.tracking_uri),
             "parent_run_id": self.parent_run_id,
+            "experiment_id": self.experiment_id,
             "counts": self.counts,
             "metrics": self.metrics,
             "directions": self.directions,
@@ -267,6 +270,8 @@ class _Ended:
     lost: str | None = None
     #: The database that stayed unreachable, when one did (its trials then stay RUNNING).
     store_lost: StoreUnavailable | None = None
+    #: The study's MLflow experiment, from the tracker.
+    experiment_id: str | None = None
 
 
 def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended: _Ended) -> None:
@@ -306,6 +311,7 @@ def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended
                 try:
                     ended.summary, ended.errors = loop.get(hub.close.remote(ended.status))
                     ended.timings["tracker"] = loop.get(tracker.stats.remote())
+                    ended.experiment_id = loop.get(tracker.experiment.remote())
                 except StoreUnavailable as exc:
                     ended.store_lost = _unwrapped(exc)
                     _close_runs_after(tracker, ended.store_lost)
@@ -388,6 +394,7 @@ def _result(spec: Spec, where: Locations, ended: _Ended) -> SweepResult:
         first_failure=first_failure,
         timings=ended.timings,
         lost=ended.lost,
+        experiment_id=ended.experiment_id,
     )
 
 

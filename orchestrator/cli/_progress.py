@@ -56,6 +56,7 @@ class SweepProgress(Listener):
     def phase(self, step: str) -> None:
         self._phase = f"{step}…"
         self._refresh()
+        self._progress.refresh()  # drawn now: a short phase may end before the next auto-refresh
 
     def started(self, ticket: Ticket) -> None:
         self._running += 1

@@ -224,7 +224,9 @@ def _print_result(result: Any, *, json_: bool) -> None:
 
     counts = ", ".join(f"{k.lower()} {v}" for k, v in result.counts.items() if v)
     out.print(f"[bold]{result.study}[/]: {counts}", highlight=False)
-    summary = add_links(result.to_dict(), tracking_uri=result.tracking_uri)
+    summary = add_links(
+        result.to_dict(), tracking_uri=result.tracking_uri, experiment_id=result.experiment_id
+    )
     trials = summary["best_trials"]
     print_best(
         trials, title=best_title(result.study, result.metrics, result.directions, len(trials))

@@ -4,17 +4,10 @@ Every reader opens the study storage read-only and never creates a store. May im
 stage below it (spec, trial, study, tracking) and the shared leaf modules.
 """
 
-from orchestrator.results._compare import Compared, Comparison, compare_runs, plot_curves
-from orchestrator.results._export import (
-    export_study,
-    fixed_params,
-    intermediate_table,
-    trials_table,
-)
+from typing import TYPE_CHECKING
+
+from orchestrator._lazy import lazy_exports
 from orchestrator.results._links import MlflowUi, experiment_urls, mlflow_ui
-from orchestrator.results._replay import CodeMismatch, ReplayResult, recover_params, replay
-from orchestrator.results._report import REPORT_ARTIFACT_PATH, build_report, log_report
-from orchestrator.results._status import RunningTrial, StatusReader, StudyStatus
 from orchestrator.results._summary import (
     add_links,
     best_summary,
@@ -33,6 +26,23 @@ from orchestrator.results._ui import (
     start_mlflow_ui,
     start_optuna_dashboard,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.results._compare import Compared, Comparison, compare_runs, plot_curves
+    from orchestrator.results._export import (
+        export_study,
+        fixed_params,
+        intermediate_table,
+        trials_table,
+    )
+    from orchestrator.results._replay import (
+        CodeMismatch,
+        ReplayResult,
+        recover_params,
+        replay,
+    )
+    from orchestrator.results._report import REPORT_ARTIFACT_PATH, build_report, log_report
+    from orchestrator.results._status import RunningTrial, StatusReader, StudyStatus
 
 __all__ = [
     "DEFAULT_UI_PORT",
@@ -71,3 +81,29 @@ __all__ = [
     "study_summary",
     "trials_table",
 ]
+
+#: What reads MLflow runs, plots or writes files comes with MLflow, matplotlib or pyarrow on
+#: first use: ``orch sweep`` imports this package to print its summary and links only.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            ["Compared", "Comparison", "compare_runs", "plot_curves"],
+            "orchestrator.results._compare",
+        ),
+        **dict.fromkeys(
+            ["export_study", "fixed_params", "intermediate_table", "trials_table"],
+            "orchestrator.results._export",
+        ),
+        **dict.fromkeys(
+            ["CodeMismatch", "ReplayResult", "recover_params", "replay"],
+            "orchestrator.results._replay",
+        ),
+        **dict.fromkeys(
+            ["REPORT_ARTIFACT_PATH", "build_report", "log_report"], "orchestrator.results._report"
+        ),
+        **dict.fromkeys(
+            ["RunningTrial", "StatusReader", "StudyStatus"], "orchestrator.results._status"
+        ),
+    },
+)

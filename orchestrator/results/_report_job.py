@@ -33,8 +33,10 @@ FAILED = "report failed: "
 
 def main() -> int:
     """Log the report the job on stdin asks for; return the exit status (1: it failed)."""
+    os.nice(10)  # background work: its imports must not slow Ray's start beside it
     quiet_libraries()
     import matplotlib.pyplot  # noqa: F401  (the plots' imports, while the sweep runs)
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (a database store's: ~2 s)
     import optuna.visualization.matplotlib  # noqa: F401
     from mlflow import MlflowClient
 

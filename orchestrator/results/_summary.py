@@ -18,7 +18,7 @@ from orchestrator.study import (
     study_exists,
     study_summary,
 )
-from orchestrator.tracking import run_links
+from orchestrator.tracking import RunLink
 
 __all__ = [
     "add_links",
@@ -72,7 +72,11 @@ def best_summary(
 
 
 def add_links(
-    summary: dict[str, Any], *, tracking_uri: str, ui_url: str | None = None
+    summary: dict[str, Any],
+    *,
+    tracking_uri: str,
+    ui_url: str | None = None,
+    experiment_id: str | None = None,
 ) -> dict[str, Any]:
     """Add MLflow UI links to a :func:`study_summary` (in place); return it.
 
@@ -81,21 +85,27 @@ def add_links(
     (MLflow's compare-runs page of the best trials' runs; None without runs), each best
     trial's ``mlflow_run`` (its :class:`RunLink` and ``ui_url``, its run page; None without a
     run), and ``problems`` (why links are missing when MLflow could not be read).
+    ``experiment_id``: the study's MLflow experiment when known (a sweep that just ran it);
+    otherwise it is looked up in the tracking store.
     """
     ui = mlflow_ui(tracking_uri, ui_url)
     summary["tracking_uri"] = redact(tracking_uri)
     summary["ui_url"] = ui.url
     summary["ui_served_by"] = ui.served_by
     summary["problems"] = []
-    try:
-        links = run_links(
-            tracking_uri=tracking_uri,
-            experiment=summary["study"],
-            run_ids=[t["mlflow_run_id"] for t in summary["best_trials"]],
-        )
-    except Exception as exc:
-        links = {}
-        summary["problems"].append(f"MLflow links unavailable: {one_line(exc, limit=200)}")
+    run_ids = [t["mlflow_run_id"] for t in summary["best_trials"]]
+    if experiment_id is not None:
+        links = {rid: RunLink(tracking_uri, experiment_id, rid) for rid in run_ids if rid}
+    else:
+        from orchestrator.tracking import run_links  # imports MLflow
+
+        try:
+            links = run_links(
+                tracking_uri=tracking_uri, experiment=summary["study"], run_ids=run_ids
+            )
+        except Exception as exc:
+            links = {}
+            summary["problems"].append(f"MLflow links unavailable: {one_line(exc, limit=200)}")
     shown = []
     for trial in summary["best_trials"]:
         link = links.get(trial["mlflow_run_id"] or "")

@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING
 
 from orchestrator._lazy import lazy_exports
 from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
+from orchestrator.tracking._routes import (
+    RunLink,
+    compare_route,
+    experiment_route,
+    run_route,
+    short_run_route,
+)
 from orchestrator.tracking._tracker import (
     RUN_STATUS,
     Tracker,
@@ -20,20 +27,15 @@ from orchestrator.tracking._tracker import (
 
 if TYPE_CHECKING:
     from orchestrator.tracking._runs import (
-        RunLink,
         child_run_params,
-        compare_route,
         experiment_id,
-        experiment_route,
         find_trial_run,
         get_run,
         metric_histories,
         parent_spec,
         quiet_downloads,
         run_links,
-        run_route,
         running_trial_runs,
-        short_run_route,
     )
 
 __all__ = [

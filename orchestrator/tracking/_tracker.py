@@ -390,6 +390,10 @@ class Tracker:
         """Seconds and calls of MLflow writes so far."""
         return self.stopwatch.summary()
 
+    def experiment(self) -> str:
+        """The id of the sweep's MLflow experiment."""
+        return self.experiment_id
+
     def store_status(self) -> list[dict[str, Any]]:
         """``[status]`` while the tracking store is unreachable, else ``[]`` (see
         :meth:`orchestrator._retry.Outage.status`); called in the actor's status group."""

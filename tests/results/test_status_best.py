@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -232,3 +233,31 @@ def test_tables_fit_80_columns_on_a_terminal_and_piped_wrapping_between_params(t
         assert "1 waiting" in text and "1 interrupted" in text and "3 complete" in text, text
         assert row.startswith("│ wide ")
     assert code == 0 and piped.returncode == 0, piped.stderr
+
+
+def test_a_finished_sweep_links_its_best_runs_without_importing_mlflow(finished):
+    """``orch sweep`` prints its best runs' links from the experiment id its tracker wrote to:
+    the same links ``orch best`` looks up, and the driver never imports MLflow for them (that
+    import took ~2 s at the end of every sweep)."""
+    from mlflow import MlflowClient
+
+    from orchestrator.results import add_links
+
+    result = finished.result
+    experiment = MlflowClient(finished.tracking_uri).get_experiment_by_name("results")
+    assert result.experiment_id == experiment.experiment_id
+    given = add_links(
+        result.to_dict(), tracking_uri=finished.tracking_uri, experiment_id=result.experiment_id
+    )
+    looked_up = add_links(result.to_dict(), tracking_uri=finished.tracking_uri)
+    assert given == looked_up and given["best_trials"][0]["mlflow_run"]
+    code = (
+        "import sys\n"
+        "import orchestrator.cli.sweep, orchestrator._sweep\n"
+        "from orchestrator.results import add_links, mlflow_ui\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'matplotlib')))\n"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert imported.stdout.strip() == "[]", imported.stdout[:500]
