@@ -93,22 +93,23 @@ def add_links(
     summary["ui_url"] = ui.url
     summary["ui_served_by"] = ui.served_by
     summary["problems"] = []
-    run_ids = [t["mlflow_run_id"] for t in summary["best_trials"]]
-    if experiment_id is not None:
-        links = {rid: RunLink(tracking_uri, experiment_id, rid) for rid in run_ids if rid}
-    else:
-        from orchestrator.tracking import run_links  # imports MLflow
+    if experiment_id is None:  # not given: read from the tracking store (imports MLflow)
+        from mlflow import MlflowClient
+
+        from orchestrator.tracking import experiment_id as find_experiment
 
         try:
-            links = run_links(
-                tracking_uri=tracking_uri, experiment=summary["study"], run_ids=run_ids
-            )
+            experiment_id = find_experiment(MlflowClient(tracking_uri), summary["study"])
         except Exception as exc:
-            links = {}
             summary["problems"].append(f"MLflow links unavailable: {one_line(exc, limit=200)}")
     shown = []
     for trial in summary["best_trials"]:
-        link = links.get(trial["mlflow_run_id"] or "")
+        run_id = trial["mlflow_run_id"]
+        link = (
+            RunLink(tracking_uri, experiment_id, run_id)
+            if run_id and experiment_id is not None
+            else None
+        )
         trial["mlflow_run"] = {**link.to_dict(), "ui_url": ui.run(link.run_id)} if link else None
         if link:
             shown.append(link)

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
         metric_histories,
         parent_spec,
         quiet_downloads,
-        run_links,
         running_trial_runs,
     )
 
@@ -56,7 +55,6 @@ __all__ = [
     "open_children",
     "parent_spec",
     "quiet_downloads",
-    "run_links",
     "run_route",
     "running_trial_runs",
     "short_run_route",

@@ -1,4 +1,4 @@
-"""Reading a sweep's MLflow runs back: links, the parent's spec, trial runs, metric histories."""
+"""Reading a sweep's MLflow runs back: experiment, parent's spec, trial runs, metric histories."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from mlflow.exceptions import MlflowException
 from orchestrator.errors import RunError, one_line
 from orchestrator.names import Tag
 from orchestrator.spec import Spec
-from orchestrator.tracking._routes import RunLink
 
 #: Runs read per MLflow search request.
 SEARCH_PAGE = 1000
@@ -41,17 +40,6 @@ def experiment_id(client: MlflowClient, name: str) -> str | None:
     """The id of experiment ``name`` (a sweep's experiment is named after its study)."""
     experiment = client.get_experiment_by_name(name)
     return experiment.experiment_id if experiment is not None else None
-
-
-def run_links(
-    *, tracking_uri: str, experiment: str, run_ids: list[str | None]
-) -> dict[str, RunLink]:
-    """Links for the runs of experiment ``experiment`` that exist; missing ids are left out."""
-    client = MlflowClient(tracking_uri)
-    found = experiment_id(client, experiment)
-    if found is None:
-        return {}
-    return {rid: RunLink(tracking_uri, found, rid) for rid in run_ids if rid}
 
 
 def parent_spec(client: MlflowClient, parent_run_id: str) -> Spec:
