@@ -1,9 +1,10 @@
 """The end-of-sweep report's own process, started before the sweep so its imports overlap it.
 
-MLflow, Optuna's plots and matplotlib take seconds to import; the process imports them while
-the sweep runs and then waits on its stdin. :meth:`ReportProcess.send` tells it what to
-report once the sweep has ended; :meth:`ReportProcess.cancel` (or the caller's exit, which
-closes the pipe) lets it end without doing anything.
+Optuna's plots and matplotlib take seconds to import; the process imports them while the
+sweep runs and then waits on its stdin (MLflow only where it needs it: see ``_report_job``).
+:meth:`ReportProcess.send` tells it what to report once the sweep has ended;
+:meth:`ReportProcess.cancel` (or the caller's exit, which closes the pipe) lets it end
+without doing anything.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,14 +28,18 @@ class ReportProcess:
 
     Args:
         log_file: Where the process writes what it does (its last line says why it failed).
+        tracking_uri: The sweep's; with a tracking server (http, https) the process imports
+            MLflow beforehand too, as such a server's artifacts are uploaded through MLflow.
     """
 
-    def __init__(self, log_file: Path) -> None:
+    def __init__(self, log_file: Path, *, tracking_uri: str) -> None:
         self.log_file = log_file
         here = str(Path(__file__).resolve().parent.parent)  # this orchestrator, whatever the cwd
         path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+        served = urllib.parse.urlparse(tracking_uri).scheme in ("http", "https")
+        command = [sys.executable, "-m", "orchestrator.results._report_job", str(log_file)]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.results._report_job", str(log_file)],
+            [*command, *(["--import-mlflow"] if served else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,  # it opens log_file once it has a job: no empty logs
             stderr=subprocess.DEVNULL,
@@ -55,6 +61,8 @@ class ReportProcess:
             "storage": result.storage,
             "tracking_uri": result.tracking_uri,
             "parent_run_id": result.parent_run_id,
+            "experiment_id": result.experiment_id,
+            "artifact_uri": result.artifact_uri,
         }
         self._close_stdin(json.dumps(job).encode())  # store URLs may hold passwords: not argv
         return True

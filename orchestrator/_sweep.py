@@ -95,6 +95,8 @@ class SweepResult:
     lost: str | None = None
     #: The id of the study's MLflow experiment (None when the sweep could not ask its tracker).
     experiment_id: str | None = None
+    #: Where the parent run's artifacts are stored (None when the sweep could not ask).
+    artifact_uri: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (what ``orch sweep --json`` prints)."""
@@ -104,6 +106,7 @@ class SweepResult:
             "tracking_uri": redact(self.tracking_uri),
             "parent_run_id": self.parent_run_id,
             "experiment_id": self.experiment_id,
+            "artifact_uri": redact(self.artifact_uri) if self.artifact_uri else None,
             "counts": self.counts,
             "metrics": self.metrics,
             "directions": self.directions,
@@ -248,7 +251,7 @@ def sweep(
     if ended.lost is not None:
         raise SweepLost(ended.lost, result)
     if report and ended.status == "FINISHED":
-        result.errors += _log_report(spec.name, where, result.parent_run_id)
+        result.errors += _log_report(result)
     if result.interrupted:
         raise SweepInterrupted(
             f"sweep {spec.name!r} interrupted; continue it with the same command and --resume",
@@ -270,8 +273,9 @@ class _Ended:
     lost: str | None = None
     #: The database that stayed unreachable, when one did (its trials then stay RUNNING).
     store_lost: StoreUnavailable | None = None
-    #: The study's MLflow experiment, from the tracker.
+    #: The study's MLflow experiment and its parent run's artifact URI, from the tracker.
     experiment_id: str | None = None
+    artifact_uri: str | None = None
 
 
 def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended: _Ended) -> None:
@@ -311,7 +315,8 @@ def _run_loop(loop: TrialLoop, hub: Any, tracker: Any, listener: Listener, ended
                 try:
                     ended.summary, ended.errors = loop.get(hub.close.remote(ended.status))
                     ended.timings["tracker"] = loop.get(tracker.stats.remote())
-                    ended.experiment_id = loop.get(tracker.experiment.remote())
+                    located = loop.get(tracker.locations.remote())
+                    ended.experiment_id, ended.artifact_uri = located
                 except StoreUnavailable as exc:
                     ended.store_lost = _unwrapped(exc)
                     _close_runs_after(tracker, ended.store_lost)
@@ -395,23 +400,29 @@ def _result(spec: Spec, where: Locations, ended: _Ended) -> SweepResult:
         timings=ended.timings,
         lost=ended.lost,
         experiment_id=ended.experiment_id,
+        artifact_uri=ended.artifact_uri,
     )
 
 
-def _log_report(name: str, where: Locations, parent_run_id: str | None) -> list[str]:
+def _log_report(result: SweepResult) -> list[str]:
     """Log the study's plots and index.html on the (closed) parent run; never fail the sweep."""
-    if parent_run_id is None:
+    if result.parent_run_id is None:
         return []
     try:
         import optuna
-        from mlflow import MlflowClient
 
         from orchestrator.results import log_report
 
         study = optuna.load_study(
-            study_name=name, storage=open_storage(where.storage, read_only=True)
+            study_name=result.study, storage=open_storage(result.storage, read_only=True)
         )
-        log_report(study, client=MlflowClient(where.tracking_uri), parent_run_id=parent_run_id)
+        log_report(
+            study,
+            tracking_uri=result.tracking_uri,
+            parent_run_id=result.parent_run_id,
+            experiment_id=result.experiment_id,
+            artifact_uri=result.artifact_uri,
+        )
     except Exception as exc:
         return [f"report: {one_line(exc, with_type=True)}"]
     return []

@@ -365,7 +365,10 @@ def test_a_failed_report_is_a_sweep_problem_the_exit_code_shows(tmp_path):
     assert done.returncode == 4, done.stderr
     assert "tracking problem: report:" in done.stderr
     (log,) = (tmp_path / "ws" / "logs").glob("report-blocked-*.log")  # the report's own log
-    assert log.read_text().splitlines()[-1].startswith("report failed: NotADirectoryError")
+    last = log.read_text().splitlines()[-1]  # the reason names the file in the folder's place
+    assert last.startswith("report failed: FileExistsError") and "artifacts/report" in last
+    parent, _ = runs(tmp_path / "ws", "blocked")
+    assert parent.data.tags["orch.report_error"] == last.removeprefix("report failed: ")
     assert "blocked: the sweep finished with 1 problem(s)" in done.stderr.splitlines()[-1]
     assert "Traceback" not in done.stderr
     assert load(tmp_path / "ws", "blocked").best_value is not None  # the trials are recorded

@@ -178,13 +178,11 @@ def report_command(
     files = build_report(loaded, folder, tracking_uri=where.tracking_uri)
     out.print(f"wrote {len(files)} files; open {files[0]}", markup=False, highlight=False)
     if log:
-        from mlflow import MlflowClient
-
         parent = loaded.user_attrs.get(StudyAttr.PARENT_RUN_ID)
         if parent is None:
             err.print(f"study {study!r} has no parent run to log to", style="red")
             raise typer.Exit(2)
-        log_report(loaded, client=MlflowClient(where.tracking_uri), parent_run_id=parent)
+        log_report(loaded, tracking_uri=where.tracking_uri, parent_run_id=parent)
         out.print(f"logged under report/ on parent run {parent}", markup=False)
 
 

@@ -69,7 +69,13 @@ def sweep_command(
     progress = SweepProgress(prepared.spec, console=err)
     # The report's process imports its libraries while the sweep runs (none for a submitted job)
     # and builds the report while Ray stops and the summary prints; it is waited for below.
-    report = None if submitted else ReportProcess(where.log_file("report", prepared.spec.name))
+    report = (
+        None
+        if submitted
+        else ReportProcess(
+            where.log_file("report", prepared.spec.name), tracking_uri=where.tracking_uri
+        )
+    )
     reporting: list[bool] = []
 
     def start_report(closed: SweepResult) -> None:

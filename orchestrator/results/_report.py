@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -33,9 +33,6 @@ from orchestrator.results._summary import (
     state_counts,
     study_summary,
 )
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
 
 __all__ = ["REPORT_ARTIFACT_PATH", "build_report", "log_report"]
 
@@ -59,11 +56,16 @@ class _Plot:
 
 
 def build_report(
-    study: optuna.Study, out_dir: str | Path, *, tracking_uri: str | None = None
+    study: optuna.Study,
+    out_dir: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    experiment_id: str | None = None,
 ) -> list[Path]:
     """Write the plots and ``index.html`` of ``study`` into ``out_dir``; return the files.
 
-    With ``tracking_uri`` the best-trials table links each trial's MLflow run.
+    With ``tracking_uri`` the best-trials table links each trial's MLflow run (in the study's
+    experiment ``experiment_id``, looked up when not given).
     """
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -76,19 +78,33 @@ def build_report(
                 logger.warning("report plot %s failed: %s", plot.name, exc)
                 plot.skip = f"failed: {one_line(exc, with_type=True)}"
     index = out / "index.html"
-    index.write_text(_index(study, plots, tracking_uri=tracking_uri), encoding="utf-8")
+    page = _index(study, plots, tracking_uri=tracking_uri, experiment_id=experiment_id)
+    index.write_text(page, encoding="utf-8")
     return [index, *(f for plot in plots for f in plot.files)]
 
 
-def log_report(study: optuna.Study, *, client: MlflowClient, parent_run_id: str) -> list[str]:
+def log_report(
+    study: optuna.Study,
+    *,
+    tracking_uri: str,
+    parent_run_id: str,
+    experiment_id: str | None = None,
+    artifact_uri: str | None = None,
+) -> list[str]:
     """Build the report and store it under ``report/`` on the sweep's parent run.
 
     MLflow accepts artifacts on a finished run, so this may run after the sweep closed it.
-    Returns the artifact paths written.
+    ``experiment_id`` (the study's experiment) and ``artifact_uri`` (the parent run's), when
+    known, spare reading them from the tracking store; with both, and artifacts stored on this
+    machine, MLflow is not imported at all. Returns the artifact paths written.
     """
+    from orchestrator.tracking import log_folder
+
     with tempfile.TemporaryDirectory(prefix="orch-report-") as tmp:
-        files = build_report(study, tmp, tracking_uri=client.tracking_uri)
-        client.log_artifacts(parent_run_id, tmp, artifact_path=REPORT_ARTIFACT_PATH)
+        files = build_report(study, tmp, tracking_uri=tracking_uri, experiment_id=experiment_id)
+        log_folder(
+            tracking_uri, parent_run_id, Path(tmp), REPORT_ARTIFACT_PATH, artifact_uri=artifact_uri
+        )
         return [f"{REPORT_ARTIFACT_PATH}/{f.relative_to(tmp).as_posix()}" for f in files]
 
 
@@ -196,12 +212,18 @@ def _draw(study: optuna.Study, plot: _Plot, folder: Path) -> None:
     plot.files = [png]
 
 
-def _index(study: optuna.Study, plots: list[_Plot], *, tracking_uri: str | None) -> str:
+def _index(
+    study: optuna.Study,
+    plots: list[_Plot],
+    *,
+    tracking_uri: str | None,
+    experiment_id: str | None,
+) -> str:
     """The summary page: counts, best trials, each plot inline (plotly.js embedded once)."""
     from plotly.offline import get_plotlyjs
 
     summary = (
-        best_summary(study, top=5, tracking_uri=tracking_uri)
+        best_summary(study, top=5, tracking_uri=tracking_uri, experiment_id=experiment_id)
         if tracking_uri
         else study_summary(study, top=5)
     )

@@ -1,15 +1,18 @@
 """A finished sweep's report, logged on its parent run by a process of its own.
 
 ``orch sweep`` starts it before the sweep (:class:`orchestrator._report_process.ReportProcess`):
-it imports MLflow and the plotting libraries while the sweep runs, then waits for its job::
+it imports the plotting libraries while the sweep runs, then waits for its job::
 
-    python -m orchestrator.results._report_job LOG_FILE  < {"study", "storage", "tracking_uri",
-                                                            "parent_run_id"} as JSON
+    python -m orchestrator.results._report_job LOG_FILE [--import-mlflow]
+        < {"study", "storage", "tracking_uri", "parent_run_id", "experiment_id",
+           "artifact_uri"} as JSON
 
 An empty stdin means no report is wanted (nothing is written then). The store URLs come on
-stdin, never on the command line (they may hold passwords); what it does goes to LOG_FILE. When
-it fails, the parent run gets the tag ``orch.report_error`` with the reason, and the log the
-traceback.
+stdin, never on the command line (they may hold passwords); what it does goes to LOG_FILE.
+MLflow (~4 s of CPU with its database store) is imported only where needed: when the parent
+run's artifacts are not on this machine (``--import-mlflow`` imports it beforehand, for a
+tracking server) or to tag the parent run with ``orch.report_error`` and the reason when the
+report failed (the log has the traceback).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ def main() -> int:
     os.nice(10)  # background work: its imports must not slow Ray's start beside it
     quiet_libraries()
     import matplotlib.pyplot  # noqa: F401  (the plots' imports, while the sweep runs)
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (a database store's: ~2 s)
     import optuna.visualization.matplotlib  # noqa: F401
-    from mlflow import MlflowClient
+
+    if "--import-mlflow" in sys.argv:
+        import mlflow.store.artifact.mlflow_artifacts_repo  # noqa: F401  (a server's uploads)
 
     from orchestrator.results._report import log_report
     from orchestrator.results._summary import read_study
@@ -49,16 +53,25 @@ def main() -> int:
     _output_to(Path(sys.argv[1]))
     job = json.loads(sent)
     apply_mlflow_credentials(job["tracking_uri"])
-
-    client = MlflowClient(job["tracking_uri"])
     parent = job["parent_run_id"]
     try:
         study = read_study(job["storage"], job["study"])
-        files = log_report(study, client=client, parent_run_id=parent)
+        files = log_report(
+            study,
+            tracking_uri=job["tracking_uri"],
+            parent_run_id=parent,
+            experiment_id=job.get("experiment_id"),
+            artifact_uri=job.get("artifact_uri"),
+        )
     except Exception as exc:
         traceback.print_exc()
         reason = one_line(exc, with_type=True)
-        client.set_tag(parent, Tag.REPORT_ERROR, reason)
+        try:
+            from mlflow import MlflowClient
+
+            MlflowClient(job["tracking_uri"]).set_tag(parent, Tag.REPORT_ERROR, reason)
+        except Exception:
+            traceback.print_exc()  # the reason still ends the log
         print(f"{FAILED}{reason}", flush=True)  # the last line: orch sweep shows it
         return 1
     print(f"report of {job['study']!r}: {len(files)} files logged on run {parent}", flush=True)

@@ -60,7 +60,12 @@ def read_study(storage_url: str, name: str) -> optuna.Study:
 
 
 def best_summary(
-    study: optuna.Study, *, top: int = 1, tracking_uri: str, ui_url: str | None = None
+    study: optuna.Study,
+    *,
+    top: int = 1,
+    tracking_uri: str,
+    ui_url: str | None = None,
+    experiment_id: str | None = None,
 ) -> dict[str, Any]:
     """:func:`study_summary` with links into the MLflow UI (``orch best``): see :func:`add_links`.
 
@@ -68,7 +73,7 @@ def best_summary(
     """
     summary = study_summary(study, top=top)
     summary["pareto_front"] = len(study.directions) > 1
-    return add_links(summary, tracking_uri=tracking_uri, ui_url=ui_url)
+    return add_links(summary, tracking_uri=tracking_uri, ui_url=ui_url, experiment_id=experiment_id)
 
 
 def add_links(

@@ -8,7 +8,7 @@ credentials of an orch cluster's tracking server) and the shared leaf modules; n
 from typing import TYPE_CHECKING
 
 from orchestrator._lazy import lazy_exports
-from orchestrator.tracking._artifacts import ArtifactSpool, upload_artifact
+from orchestrator.tracking._artifacts import ArtifactSpool, log_folder, upload_artifact
 from orchestrator.tracking._routes import (
     RunLink,
     compare_route,
@@ -51,6 +51,7 @@ __all__ = [
     "experiment_route",
     "find_trial_run",
     "get_run",
+    "log_folder",
     "metric_histories",
     "open_children",
     "parent_spec",

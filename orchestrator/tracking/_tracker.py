@@ -390,9 +390,17 @@ class Tracker:
         """Seconds and calls of MLflow writes so far."""
         return self.stopwatch.summary()
 
-    def experiment(self) -> str:
-        """The id of the sweep's MLflow experiment."""
-        return self.experiment_id
+    def locations(self) -> tuple[str, str | None]:
+        """The id of the sweep's MLflow experiment and its parent run's artifact URI (None
+        without a parent run, or when the store could not say)."""
+        parent = self.parent_run_id
+        if parent is None:
+            return self.experiment_id, None
+        try:
+            artifact_uri = self._retry(lambda: self.client.get_run(parent).info.artifact_uri)
+        except Exception:  # the report then asks MLflow itself
+            artifact_uri = None
+        return self.experiment_id, artifact_uri
 
     def store_status(self) -> list[dict[str, Any]]:
         """``[status]`` while the tracking store is unreachable, else ``[]`` (see
