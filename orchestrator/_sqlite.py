@@ -12,9 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-
 __all__ = ["tune_sqlite"]
 
 _done = False
@@ -25,6 +22,9 @@ def tune_sqlite() -> None:
     global _done
     if _done or os.environ.get("ORCH_SQLITE_WAL", "1") == "0":
         return
+    from sqlalchemy import event  # on first use: the driver imports this module before Ray
+    from sqlalchemy.engine import Engine
+
     event.listen(Engine, "connect", _pragmas)
     _done = True
 
