@@ -398,3 +398,33 @@ def test_a_lost_study_hub_closes_every_run_without_a_traceback_then_resume_finis
     )
     assert resumed.returncode == 0, resumed.stderr
     _no_run_left_open(tmp_path / "ws", "hubless")
+
+
+def test_a_sweep_on_a_tracking_server_uploads_its_report_through_it(tmp_path):
+    """The report's process imports MLflow for a server's proxied artifacts (mlflow-artifacts:)."""
+    from mlflow import MlflowClient
+
+    from orchestrator.results import start_mlflow_ui
+
+    store = f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
+    (tmp_path / "server").mkdir()
+    MlflowClient(store).search_experiments()  # an empty store for the server
+    spec = _spec(tmp_path, "served", "by_mode", "fixed: {mode: ok}\n")
+    with start_mlflow_ui(tracking_uri=store, port=0) as server:
+        done = orch(
+            "sweep",
+            str(spec),
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--json",
+            "--tracking-uri",
+            server.url,
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["artifact_uri"].startswith("mlflow-artifacts:/")
+        client = MlflowClient(server.url)
+        listed = {a.path for a in client.list_artifacts(result["parent_run_id"], "report")}
+    assert listed == {"report/index.html", "report/plots"}
+    (log,) = (tmp_path / "ws" / "logs").glob("report-served-*.log")
+    assert log.read_text().splitlines()[-1].startswith("report of 'served': ")

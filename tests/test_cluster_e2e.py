@@ -156,6 +156,7 @@ def test_submit_follow_then_results_on_the_laptop(cluster: dict[str, Any]) -> No
     assert parent["tags"]["orch.submitted_from"] == str(REPO)
     assert "submitted/env/pip-freeze.txt" in parent["artifacts"]
     assert "env/pip-freeze.txt" in parent["artifacts"]
+    assert "report/index.html" in parent["artifacts"]  # through the server's proxied artifacts
 
     secrets = [cluster["token"], cluster["password"], cluster["key"]]
     for run in runs:
