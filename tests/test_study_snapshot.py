@@ -4,13 +4,16 @@ same suggestions as Optuna reading the database every time, and TPE's history wi
 from __future__ import annotations
 
 import contextlib
+import heapq
+import random
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage, get_storage
-from optuna.trial import TrialState
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator._retry import Outage
 from orchestrator.study._snapshot import HistoryWindow, HubStorage
@@ -125,3 +128,53 @@ def test_the_window_applies_inside_an_ask_only(tmp_path: Path) -> None:
     with storage.asking(study_id):
         seen = [t.number for t in storage.get_all_trials(study_id)]
     assert seen == [0, 1, 7, 8, 9]
+
+
+def window_by_definition(
+    trials: list[FrozenTrial], directions: list[StudyDirection], recent: int, best: int
+) -> list[int]:
+    """The numbers a window keeps, straight from its definition (the oracle below)."""
+    finished = [t for t in trials if t.state.is_finished()]
+    if len(finished) <= recent + best:
+        return [t.number for t in trials]
+    keep = {t.number for t in finished[-recent:]}
+    complete = [t for t in finished if t.state == TrialState.COMPLETE]
+    for index, direction in enumerate(directions):
+        sign = 1.0 if direction == StudyDirection.MINIMIZE else -1.0
+        keep.update(
+            t.number for t in heapq.nsmallest(best, complete, key=lambda t: sign * t.values[index])
+        )
+    return [t.number for t in trials if not t.state.is_finished() or t.number in keep]
+
+
+def test_the_window_cut_as_trials_finish_out_of_order_matches_its_definition() -> None:
+    """One window cut again and again while trials start and end in any order, with ties, pruned
+    and failed trials and two objectives: each cut keeps what the definition keeps, though the
+    window looks only at the trials that were new or unfinished at its previous cut."""
+    rng = random.Random(7)
+    directions = [StudyDirection.MINIMIZE, StudyDirection.MAXIMIZE]
+    distribution = {"x": optuna.distributions.FloatDistribution(0, 10)}
+    window = HistoryWindow(recent=6, best=3)
+    states: list[TrialState] = []
+    values: dict[int, list[float]] = {}
+    for _ in range(150):
+        states += [TrialState.RUNNING] * rng.randint(0, 3)
+        for number in rng.sample(range(len(states)), k=min(len(states), 3)):
+            if states[number] == TrialState.RUNNING:
+                states[number] = rng.choice(
+                    [TrialState.COMPLETE] * 4 + [TrialState.PRUNED, TrialState.FAIL]
+                )
+                values[number] = [float(rng.randint(0, 9)), float(rng.randint(0, 9))]
+        trials = []
+        for number, state in enumerate(states):
+            trial = optuna.trial.create_trial(
+                state=state,
+                params={"x": 1.0},
+                distributions=distribution,
+                values=values[number] if state == TrialState.COMPLETE else None,
+            )
+            trial.number = number
+            trials.append(trial)
+        kept = [t.number for t in window.cut(trials, directions)]
+        assert kept == window_by_definition(trials, directions, recent=6, best=3)
+    assert sum(s.is_finished() for s in states) > 100  # the window was cutting most of the time

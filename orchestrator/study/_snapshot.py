@@ -28,25 +28,60 @@ class HistoryWindow:
     """Which finished trials a sampler models: the ``recent`` latest and the ``best`` best.
 
     Unfinished trials are always kept (TPE's constant liar counts the running ones). With
-    several objectives the ``best`` of each objective are kept.
+    several objectives the ``best`` of each objective are kept. A window follows one study: a
+    finished trial never changes, so each cut looks only at the trials that were unfinished or
+    new at the previous one: its cost follows the window, not the study's size.
     """
 
     def __init__(self, *, recent: int, best: int) -> None:
         self.recent = recent
         self.best = best
+        self._forget()
+
+    def _forget(self) -> None:
+        self._seen = 0  # trials numbered below this were looked at...
+        self._open: list[int] = []  # ...and these of them were unfinished
+        self._finished = 0
+        self._latest: list[int] = []  # min-heap of the ``recent`` highest finished numbers
+        # per objective, a heap of the ``best`` lowest (sign * value, number), negated
+        self._best: list[list[tuple[float, int]]] = []
 
     def cut(self, trials: list[FrozenTrial], directions: list[StudyDirection]) -> list[FrozenTrial]:
-        """``trials`` (ordered by number) without the finished ones outside the window."""
-        finished = [t for t in trials if t.state.is_finished()]
-        if len(finished) <= self.recent + self.best:
-            return trials
-        keep = {t.number for t in finished[-self.recent :]}
-        complete = [t for t in finished if t.state == TrialState.COMPLETE and t.values]
-        for index, direction in enumerate(directions):
+        """``trials`` (the study's, ordered by number) without the finished ones outside the
+        window."""
+        numbered = not trials or trials[-1].number == len(trials) - 1  # 0..n-1: index = number
+        if not numbered or len(trials) < self._seen or len(self._best) != len(directions):
+            self._forget()
+            self._best = [[] for _ in directions]
+        looked = self._open + list(range(self._seen, len(trials))) if numbered else None
+        self._open = []
+        for trial in trials if looked is None else (trials[n] for n in looked):
+            if trial.state.is_finished():
+                self._take(trial, directions)
+            else:
+                self._open.append(trial.number)
+        self._seen = len(trials)
+        keep = {*self._latest, *self._open}
+        for heap in self._best:
+            keep.update(-number for _, number in heap)
+        whole = self._finished <= self.recent + self.best
+        if looked is None:  # not numbered 0..n-1: this cut read them all, the next one will too
+            self._forget()
+            return trials if whole else [t for t in trials if t.number in keep]
+        return trials if whole else [trials[n] for n in sorted(keep)]
+
+    def _take(self, trial: FrozenTrial, directions: list[StudyDirection]) -> None:
+        self._finished += 1
+        heapq.heappush(self._latest, trial.number)
+        if len(self._latest) > self.recent:
+            heapq.heappop(self._latest)
+        if trial.state != TrialState.COMPLETE or not trial.values:
+            return
+        for heap, direction, value in zip(self._best, directions, trial.values, strict=True):
             sign = 1.0 if direction == StudyDirection.MINIMIZE else -1.0
-            best = heapq.nsmallest(self.best, complete, key=lambda t: sign * t.values[index])
-            keep.update(t.number for t in best)
-        return [t for t in trials if not t.state.is_finished() or t.number in keep]
+            heapq.heappush(heap, (-sign * value, -trial.number))  # the worst kept on top
+            if len(heap) > self.best:
+                heapq.heappop(heap)
 
 
 class HubStorage(RetryingStorage):
