@@ -36,23 +36,22 @@ class HistoryWindow:
     def __init__(self, *, recent: int, best: int) -> None:
         self.recent = recent
         self.best = best
-        self._forget()
+        self._forget(objectives=0)
 
-    def _forget(self) -> None:
+    def _forget(self, *, objectives: int) -> None:
         self._seen = 0  # trials numbered below this were looked at...
         self._open: list[int] = []  # ...and these of them were unfinished
         self._finished = 0
         self._latest: list[int] = []  # min-heap of the ``recent`` highest finished numbers
         # per objective, a heap of the ``best`` lowest (sign * value, number), negated
-        self._best: list[list[tuple[float, int]]] = []
+        self._best: list[list[tuple[float, int]]] = [[] for _ in range(objectives)]
 
     def cut(self, trials: list[FrozenTrial], directions: list[StudyDirection]) -> list[FrozenTrial]:
         """``trials`` (the study's, ordered by number) without the finished ones outside the
         window."""
         numbered = not trials or trials[-1].number == len(trials) - 1  # 0..n-1: index = number
         if not numbered or len(trials) < self._seen or len(self._best) != len(directions):
-            self._forget()
-            self._best = [[] for _ in directions]
+            self._forget(objectives=len(directions))
         looked = self._open + list(range(self._seen, len(trials))) if numbered else None
         self._open = []
         for trial in trials if looked is None else (trials[n] for n in looked):
@@ -61,14 +60,18 @@ class HistoryWindow:
             else:
                 self._open.append(trial.number)
         self._seen = len(trials)
-        keep = {*self._latest, *self._open}
-        for heap in self._best:
-            keep.update(-number for _, number in heap)
-        whole = self._finished <= self.recent + self.best
+        kept = trials
+        if self._finished > self.recent + self.best:
+            keep = {*self._latest, *self._open}
+            for heap in self._best:
+                keep.update(-number for _, number in heap)
+            if looked is None:
+                kept = [t for t in trials if t.number in keep]
+            else:
+                kept = [trials[n] for n in sorted(keep)]
         if looked is None:  # not numbered 0..n-1: this cut read them all, the next one will too
-            self._forget()
-            return trials if whole else [t for t in trials if t.number in keep]
-        return trials if whole else [trials[n] for n in sorted(keep)]
+            self._forget(objectives=0)
+        return kept
 
     def _take(self, trial: FrozenTrial, directions: list[StudyDirection]) -> None:
         self._finished += 1
