@@ -2,8 +2,8 @@
 
 Runs ``bench/scale.py``'s orch sweep (no-op trials, TPE, 64 at a time) on a throwaway PostgreSQL
 server with ``pg_stat_statements`` loaded, snapshots the statements' calls and execution time
-and the tables' row and scan counts every minute, and writes per 3-minute window the statements
-that took most of the server's time (``--out``), with the run's per-block table.
+and the study's trial count every minute, and writes per 3-minute window the statements that
+took most of the server's time (``--out``), with the run's per-block table.
 
     python bench/pg_statements.py [--trials 5000] [--out bench/results/pg-statements.json]
 """
@@ -30,17 +30,23 @@ STATEMENTS = (
     "SELECT d.datname, s.query, s.calls, s.total_exec_time FROM pg_stat_statements s "
     "JOIN pg_database d ON d.oid = s.dbid"
 )
-TABLES = "SELECT relname, n_live_tup, n_dead_tup, seq_scan, idx_scan FROM pg_stat_user_tables"
+DATABASES = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+TRIALS = "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'trials'"  # Optuna's
 
 
-def snapshots(server: PostgresServer, databases: list[str], stop: threading.Event) -> list[Any]:
-    """Every minute until ``stop``: the statements' counters and the tables' (in a thread)."""
+def snapshots(server: PostgresServer, stop: threading.Event) -> list[Any]:
+    """Every minute until ``stop``: the statements' counters and the trial count (a thread)."""
     taken: list[dict[str, Any]] = []
 
     def take() -> None:
         while not stop.wait(60):
-            tables = [row for db in databases for row in server.execute(TABLES, db)]
-            taken.append({"t": time.time(), "stmts": server.execute(STATEMENTS), "tables": tables})
+            dbs = [db for (db,) in server.execute(DATABASES)]
+            counts = [n for db in dbs for (n,) in server.execute(TRIALS, db)]
+            taken.append({
+                "t": time.time(),
+                "stmts": server.execute(STATEMENTS),
+                "trials": max(counts, default=None),
+            })  # fmt: skip
 
     threading.Thread(target=take, daemon=True).start()
     return taken
@@ -67,10 +73,9 @@ def windows(taken: list[dict[str, Any]], every: int = 3, top: int = 8) -> list[d
             if calls > calls0:
                 rows.append((total - total0, calls - calls0, " ".join(key[1].split())[:160]))
         rows.sort(reverse=True)
-        trials = next((r[1] for r in b["tables"] if r[0] == "trials"), None)
         out.append({
             "seconds": round(b["t"] - a["t"]),
-            "trials_at_end": trials,
+            "trials_at_end": b["trials"],
             "server_exec_ms": round(sum(r[0] for r in rows)),
             "top": [{"ms": round(ms), "calls": n, "ms_per_call": round(ms / n, 3), "query": q}
                     for ms, n, q in rows[:top]],
@@ -90,17 +95,8 @@ def main() -> None:
     )  # fmt: skip
     server.start()
     server.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    databases: list[str] = []
-    create = server.create_database
-
-    def create_database(name: str | None = None) -> str:
-        created = create(name)
-        databases.append(created)
-        return created
-
-    server.create_database = create_database  # type: ignore[method-assign]
     stop = threading.Event()
-    taken = snapshots(server, databases, stop)
+    taken = snapshots(server, stop)
     run_args = argparse.Namespace(
         trials=args.trials, parallel=64, block=1000, stores="postgres", optuna=False, set=[]
     )
