@@ -68,7 +68,26 @@ def ray_session(
         try:
             yield
         finally:
+            if address is None:
+                _stop_autoscaler_monitor()
             ray.shutdown()
+
+
+def _stop_autoscaler_monitor() -> None:
+    """Kill the autoscaler monitor of the local Ray this process started, before shutdown.
+
+    ``ray.shutdown`` stops it after the GCS; its SIGTERM handler then tries to tell the GCS and
+    uses up the whole second Ray allows before killing it (shutdown ~1.1 s instead of ~0.3 s
+    here). A one-node Ray has nothing for it to scale, and killed first it tells no one.
+    Reached through Ray's private node object: if that changes, Ray's own shutdown does it.
+    """
+    with contextlib.suppress(Exception):
+        from ray._private import ray_constants, worker
+
+        node: Any = worker._global_node
+        for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
+            info.process.kill()
+            info.process.wait(timeout=1)
 
 
 @contextlib.contextmanager
