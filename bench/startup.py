@@ -37,7 +37,14 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "bench" / "startup-noop.yaml"
-ORCH = str(Path(sys.executable).with_name("orch"))
+#: The ``orch`` console script, as pip writes it, calling the entry point of the orch found on
+#: PYTHONPATH (``cli.run``; ``cli.main`` in code from before ``run`` existed).
+ORCH = [
+    sys.executable,
+    "-c",
+    "import sys; from orchestrator import cli; sys.argv[0] = 'orch'; "
+    "sys.exit(getattr(cli, 'run', cli.main)())",
+]
 
 BARE_RAY = """
 import sys, ray
@@ -75,12 +82,12 @@ def command(case: str, folder: Path, rep: int) -> list[str]:
     if case == "ray-nodash":
         return [sys.executable, "-c", BARE_RAY, "nodash"]
     if case == "orch-new":
-        return [ORCH, "sweep", str(SPEC), "--workspace", str(folder / f"new-{rep}")]
+        return [*ORCH, "sweep", str(SPEC), "--workspace", str(folder / f"new-{rep}")]
     if case == "orch-again":
         again = ["--workspace", str(folder / "again"), "--set", f"name=again-{rep}"]
-        return [ORCH, "sweep", str(SPEC), *again]
+        return [*ORCH, "sweep", str(SPEC), *again]
     if case == "orch-help":
-        return [ORCH, "--help"]
+        return [*ORCH, "--help"]
     if case == "optuna":
         (folder / f"optuna-{rep}").mkdir()
         return [sys.executable, "-c", PLAIN_OPTUNA, str(folder / f"optuna-{rep}")]

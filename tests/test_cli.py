@@ -95,6 +95,44 @@ def test_validate_accepts_the_examples_and_schema_is_json():
     assert schema["title"] == "orch sweep spec" and "space" in schema["properties"]
 
 
+RUN_ORCH = """
+import atexit, sys, threading, time
+from pathlib import Path
+from orchestrator.cli import run
+atexit.register(print, "exit handler ran", flush=True)
+if sys.argv[1] == "thread":  # a thread still working when the command ends is waited for
+    def late(marker):
+        time.sleep(0.5)
+        marker.write_text("done")
+    threading.Thread(target=late, args=(Path(sys.argv[2]),)).start()
+sys.argv = ["orch", *sys.argv[3:]]
+run()
+"""
+
+
+@pytest.mark.parametrize("case", ["plain", "thread"])
+def test_the_console_script_exits_without_teardown_yet_runs_exit_handlers(tmp_path, case):
+    """``orch`` (``cli.run``) skips the interpreter's teardown, not what an exit must do: exit
+    handlers run, output is flushed whole, the exit status is kept, a live thread finishes."""
+    marker = tmp_path / "thread-finished"
+    for args, status in ((["schema"], 0), (["best", "nosuch", "--workspace", str(tmp_path)], 2)):
+        done = subprocess.run(
+            [sys.executable, "-c", RUN_ORCH, case, str(marker), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert done.returncode == status, done.stderr
+        assert done.stdout.rstrip().endswith("exit handler ran"), done.stdout[-300:]
+        if status == 0:
+            schema = json.loads(done.stdout.rstrip().removesuffix("exit handler ran"))
+            assert schema["title"] == "orch sweep spec"
+        else:
+            assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert marker.exists() == (case == "thread")
+
+
 def test_bad_set_and_unknown_study_are_one_line_errors(tmp_path):
     done = orch("validate", str(REPO / "search_spaces/quadratic.yaml"), "--set", "trials")
     assert done.returncode == 2 and "expected key=value" in done.stderr

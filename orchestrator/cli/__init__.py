@@ -6,7 +6,12 @@ only. May import every other part of orch.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
+import threading
+from typing import NoReturn
 
 import typer
 
@@ -14,7 +19,7 @@ from orchestrator.cli import cluster, reports, results, sweep  # noqa: F401  (re
 from orchestrator.cli._app import app
 from orchestrator.errors import ClusterError, OrchError, StoreUnavailable
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
 
 #: The ``ClickException`` of the click Typer runs on: ``typer._click``'s since Typer 0.29 (which
 #: vendors click), ``click``'s before. Usage errors (unknown option, missing argument, bad value)
@@ -43,3 +48,23 @@ def main() -> None:
         exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def run() -> NoReturn:
+    """The ``orch`` console script: :func:`main`, then an exit without the interpreter's
+    teardown, which takes 0.2-0.7 s once Ray, Optuna or MLflow are loaded (``orch best``: 3.9
+    -> 3.1 s). Exit handlers still run and the standard streams are flushed; with a thread
+    still running, or a message as the exit status, Python exits as usual."""
+    try:
+        main()
+        status: object = 0
+    except SystemExit as exc:
+        status = exc.code
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if isinstance(status, str) or any(t.is_alive() and not t.daemon for t in others):
+        sys.exit(status)  # type: ignore[arg-type]
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # e.g. a pipe closed by `| head`
+            stream.flush()
+    os._exit(status if isinstance(status, int) else 0)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import html
 import logging
+import multiprocessing
 import tempfile
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,22 +63,19 @@ def build_report(
     *,
     tracking_uri: str | None = None,
     experiment_id: str | None = None,
+    processes: int = 1,
 ) -> list[Path]:
     """Write the plots and ``index.html`` of ``study`` into ``out_dir``; return the files.
 
     With ``tracking_uri`` the best-trials table links each trial's MLflow run (in the study's
-    experiment ``experiment_id``, looked up when not given).
+    experiment ``experiment_id``, looked up when not given). ``processes`` > 1 draws that many
+    plots at once in forked processes: only for a process without threads of its own (the
+    report's process of ``orch sweep``).
     """
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     plots = _plan(study)
-    for plot in plots:
-        if plot.skip is None:
-            try:
-                _draw(study, plot, out / "plots")
-            except Exception as exc:  # one bad plot must not cost the others
-                logger.warning("report plot %s failed: %s", plot.name, exc)
-                plot.skip = f"failed: {one_line(exc, with_type=True)}"
+    _draw_all(study, [plot for plot in plots if plot.skip is None], out / "plots", processes)
     index = out / "index.html"
     page = _index(study, plots, tracking_uri=tracking_uri, experiment_id=experiment_id)
     index.write_text(page, encoding="utf-8")
@@ -90,18 +89,26 @@ def log_report(
     parent_run_id: str,
     experiment_id: str | None = None,
     artifact_uri: str | None = None,
+    processes: int = 1,
 ) -> list[str]:
     """Build the report and store it under ``report/`` on the sweep's parent run.
 
     MLflow accepts artifacts on a finished run, so this may run after the sweep closed it.
     ``experiment_id`` (the study's experiment) and ``artifact_uri`` (the parent run's), when
     known, spare reading them from the tracking store; with both, and artifacts stored on this
-    machine, MLflow is not imported at all. Returns the artifact paths written.
+    machine, MLflow is not imported at all. ``processes``: see :func:`build_report`. Returns the
+    artifact paths written.
     """
     from orchestrator.tracking import log_folder
 
     with tempfile.TemporaryDirectory(prefix="orch-report-") as tmp:
-        files = build_report(study, tmp, tracking_uri=tracking_uri, experiment_id=experiment_id)
+        files = build_report(
+            study,
+            tmp,
+            tracking_uri=tracking_uri,
+            experiment_id=experiment_id,
+            processes=processes,
+        )
         log_folder(
             tracking_uri, parent_run_id, Path(tmp), REPORT_ARTIFACT_PATH, artifact_uri=artifact_uri
         )
@@ -186,6 +193,66 @@ def _plan(study: optuna.Study) -> list[_Plot]:
             )
         )
     return plots
+
+
+def _draw_all(study: optuna.Study, plots: list[_Plot], folder: Path, processes: int) -> None:
+    """Draw ``plots`` (see :func:`_draw`), ``processes`` at a time."""
+    if processes > 1 and len(plots) > 1:
+        try:
+            _draw_forked(study, plots, folder, processes)
+            return
+        except Exception as exc:  # e.g. no fork here, or a drawing process died
+            logger.warning("report plots drawn one by one: %s", one_line(exc, with_type=True))
+    for plot in plots:
+        _draw_or_skip(study, plot, folder)
+
+
+#: What the forked drawing processes draw from: a study in memory, the plots and their folder.
+_FORKED: tuple[optuna.Study, list[_Plot], Path] | None = None
+
+
+def _draw_forked(study: optuna.Study, plots: list[_Plot], folder: Path, processes: int) -> None:
+    """Draw ``plots`` in forked processes, from a copy of ``study`` in memory: its database
+    connections stay with this process."""
+    global _FORKED
+    _FORKED = (_in_memory(study), plots, folder)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(processes, len(plots)), mp_context=context) as pool:
+            drawn = list(pool.map(_draw_in_child, range(len(plots))))
+    finally:
+        _FORKED = None
+    for plot, (fragment, files, skip) in zip(plots, drawn, strict=True):
+        plot.fragment, plot.files, plot.skip = fragment, files, skip
+
+
+def _draw_in_child(index: int) -> tuple[str, list[Path], str | None]:
+    """Draw plot ``index`` of :data:`_FORKED` (in a forked process); return what it made."""
+    assert _FORKED is not None
+    study, plots, folder = _FORKED
+    plot = plots[index]
+    _draw_or_skip(study, plot, folder)
+    return plot.fragment, plot.files, plot.skip
+
+
+def _in_memory(study: optuna.Study) -> optuna.Study:
+    """A copy of ``study``'s trials, directions and metric names in Optuna's in-memory storage."""
+    copy = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    copy.add_trials(study.get_trials(deepcopy=False))
+    if study.metric_names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental API
+            copy.set_metric_names(study.metric_names)
+    return copy
+
+
+def _draw_or_skip(study: optuna.Study, plot: _Plot, folder: Path) -> None:
+    """Draw ``plot``; one that fails is skipped with the reason (it must not cost the others)."""
+    try:
+        _draw(study, plot, folder)
+    except Exception as exc:
+        logger.warning("report plot %s failed: %s", plot.name, exc)
+        plot.skip = f"failed: {one_line(exc, with_type=True)}"
 
 
 def _draw(study: optuna.Study, plot: _Plot, folder: Path) -> None:

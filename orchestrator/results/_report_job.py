@@ -71,6 +71,7 @@ def main() -> int:
             parent_run_id=parent,
             experiment_id=job.get("experiment_id"),
             artifact_uri=job.get("artifact_uri"),
+            processes=min(4, os.cpu_count() or 1),
         )
     except Exception as exc:
         traceback.print_exc()
