@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sys
 import traceback
 from pathlib import Path
 
+from orchestrator._exit import exit_without_teardown
 from orchestrator._logging import quiet_libraries
 from orchestrator.credentials import apply_mlflow_credentials
 from orchestrator.errors import one_line
@@ -98,14 +98,7 @@ def _output_to(log_file: Path) -> None:
     os.close(fd)
 
 
-def _exit(status: int) -> None:
-    """End at once once everything is written: tearing down the interpreter with Optuna's plots,
-    matplotlib and plotly loaded takes ~0.5 s, which ``orch sweep`` would wait for."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
 if __name__ == "__main__":
-    _exit(main())
+    # Tearing down an interpreter with Optuna's plots, matplotlib and plotly loaded takes
+    # ~0.5 s, which ``orch sweep`` would wait for.
+    exit_without_teardown(main())
