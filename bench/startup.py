@@ -8,6 +8,7 @@ interleaved so that a noisy neighbour hits all of them alike); min and median ar
 - ``orch-new``: ``orch sweep bench/startup-noop.yaml`` (one no-op trial) in a new workspace.
 - ``orch-again``: the same in a workspace that already holds an earlier sweep (a new study).
 - ``orch-help``: ``orch --help``.
+- ``orch-best``: ``orch best`` of the study an earlier sweep left (reads Optuna and MLflow).
 - ``optuna``: plain Optuna, one no-op trial on a new sqlite storage (no Ray, no MLflow).
 - ``tune``: Ray Tune, one no-op trial (its own ``ray.init``).
 
@@ -88,6 +89,8 @@ def command(case: str, folder: Path, rep: int) -> list[str]:
         return [*ORCH, "sweep", str(SPEC), *again]
     if case == "orch-help":
         return [*ORCH, "--help"]
+    if case == "orch-best":
+        return [*ORCH, "best", "again--1", "--workspace", str(folder / "again")]
     if case == "optuna":
         (folder / f"optuna-{rep}").mkdir()
         return [sys.executable, "-c", PLAIN_OPTUNA, str(folder / f"optuna-{rep}")]
@@ -136,8 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="orch-startup-") as tmp:
         for name, case, env in runs:
             (Path(tmp) / name).mkdir()
-            if case == "orch-again":  # the workspace an earlier sweep left
-                first = command(case, Path(tmp) / name, -1)
+            if case in ("orch-again", "orch-best"):  # the workspace an earlier sweep left
+                first = command("orch-again", Path(tmp) / name, -1)
                 subprocess.run(first, cwd=tmp, env=env, check=True, capture_output=True)
                 settle(Path(tmp))
         for rep in range(args.repeat):
