@@ -1,7 +1,8 @@
 """Start-up: what a person waits for, as whole processes, against a bare Ray and the peers.
 
 Each case is one process started from scratch, timed from launch to exit, repeated (the cases
-interleaved so that a noisy neighbour hits all of them alike); min and median are reported.
+interleaved so that a noisy neighbour hits all of them alike, each going first in turn so that
+none always follows the same one); min and median are reported.
 
 - ``ray``: ``ray.init()``, one task, ``ray.shutdown()``.
 - ``ray-nodash``: the same without the dashboard (what orch asks of a local Ray).
@@ -144,7 +145,8 @@ def main() -> None:
                 subprocess.run(first, cwd=tmp, env=env, check=True, capture_output=True)
                 settle(Path(tmp))
         for rep in range(args.repeat):
-            for name, case, env in runs:
+            turn = rep % len(runs)  # each case goes first in turn: no case always follows one
+            for name, case, env in runs[turn:] + runs[:turn]:
                 argv = command(case, Path(tmp) / name, rep)
                 start = time.perf_counter()
                 done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True)

@@ -1,7 +1,7 @@
 """``sweep()``: validate a spec, then run its study on Ray with every trial tracked in MLflow.
 
 Imports no MLflow (the tracker actor writes the runs) and opens the study's storage at most
-once (to check the study before Ray starts; the hub hands back the summary at the end).
+once (to check an existing study before Ray starts; the hub hands back the summary at the end).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from orchestrator.study import (
     Owner,
     check_study,
     grid_size,
-    is_new_storage,
+    holds_no_study,
     open_storage,
     study_summary,
 )
@@ -187,7 +187,7 @@ def sweep(
         prepared = prepare_sweep(spec, overrides=overrides, trials=trials, parallel=parallel)
     spec, project = prepared.spec, prepared.project
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    if not is_new_storage(where.storage):  # a new file holds no study: nothing to check
+    if not holds_no_study(where.storage, spec.name):  # else nothing to check
         listener.phase("opening the study")
         check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     where.prepare()

@@ -19,7 +19,7 @@ from orchestrator.study._samplers import (
     suggest,
 )
 from orchestrator.study._stopping import Stop, StopRules
-from orchestrator.study._storage import JOURNAL_PREFIX, is_new_storage, open_storage, study_exists
+from orchestrator.study._storage import JOURNAL_PREFIX, holds_no_study, open_storage, study_exists
 from orchestrator.study._study import (
     FINISHED_STATES,
     check_study,
@@ -59,8 +59,8 @@ __all__ = [
     "grid",
     "grid_size",
     "heartbeat",
+    "holds_no_study",
     "is_finished",
-    "is_new_storage",
     "live_driver",
     "metric_names",
     "open_storage",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ from optuna.storages.journal import JournalFileBackend
 from orchestrator.errors import StudyError, one_line
 from orchestrator.workspace import sqlite_path
 
-__all__ = ["JOURNAL_PREFIX", "is_new_storage", "open_storage", "study_exists"]
+__all__ = ["JOURNAL_PREFIX", "holds_no_study", "open_storage", "study_exists"]
 
 JOURNAL_PREFIX = "journal:"
 #: Seconds a connection attempt to a database server may take.
@@ -77,15 +80,32 @@ def _no_tables(url: str) -> bool:
         return False
 
 
-def is_new_storage(url: str) -> bool:
-    """Whether ``url`` names a storage file (sqlite or journal) that does not exist yet.
+def holds_no_study(url: str, name: str) -> bool:
+    """Whether ``url`` certainly holds no study called ``name``, found without opening it.
 
-    Such a storage holds no study, so a new sweep needs no check (and no open) before it runs.
+    True for a storage file (sqlite or journal) that does not exist yet, and for a sqlite file
+    that Optuna of the version installed here set up and whose ``studies`` table lacks the name
+    (read with the standard library: no SQLAlchemy, Optuna tables or alembic to import, 0.5 s
+    less before a sweep starts). False whenever unsure (a server, a journal file, another
+    Optuna's schema, any error): then the caller opens the storage to check.
     """
     if url.startswith(JOURNAL_PREFIX):
         return not Path(url[len(JOURNAL_PREFIX) :].removeprefix("//")).exists()
     file = sqlite_path(url)
-    return file is not None and not file.exists()
+    if file is None:
+        return False
+    if not file.exists():
+        return True
+    try:
+        read_only = f"{file.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
+            (set_up_by,) = db.execute("SELECT library_version FROM version_info").fetchone()
+            if set_up_by != metadata.version("optuna"):
+                return False
+            found = db.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone()
+    except (sqlite3.Error, TypeError, ValueError):
+        return False
+    return found is None
 
 
 def _server_engine(url: str) -> dict[str, Any]:
