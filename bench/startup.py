@@ -1,8 +1,9 @@
 """Start-up: what a person waits for, as whole processes, against a bare Ray and the peers.
 
 Each case is one process started from scratch, timed from launch to exit, repeated (the cases
-interleaved so that a noisy neighbour hits all of them alike, each going first in turn so that
-none always follows the same one); min and median are reported.
+interleaved so that a noisy neighbour hits all of them alike, in a new order each repetition,
+and each started only once the processes of the one before, Ray's included, are gone); min and
+median are reported.
 
 - ``ray``: ``ray.init()``, one task, ``ray.shutdown()``.
 - ``ray-nodash``: the same without the dashboard (what orch asks of a local Ray).
@@ -25,9 +26,11 @@ with the same interpreter and packages, in the same run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -100,15 +103,31 @@ def command(case: str, folder: Path, rep: int) -> list[str]:
     raise ValueError(case)
 
 
-def settle(folder: Path, timeout_s: float = 120.0) -> None:
-    """Wait until no process started for a case is left (e.g. orch's background report)."""
+def ray_processes() -> set[int]:
+    """The PIDs of this user's processes run from Ray's package (its daemons and workers)."""
+    spec = importlib.util.find_spec("ray")
+    assert spec is not None and spec.submodule_search_locations
+    package = spec.submodule_search_locations[0]
+    found = set()
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        mine = proc.info["uids"] is not None and proc.info["uids"].real == os.getuid()
+        if mine and any(package in part for part in proc.info["cmdline"] or []):
+            found.add(proc.pid)
+    return found
+
+
+def settle(folder: Path, ignore: set[int], timeout_s: float = 120.0) -> None:
+    """Wait until no process started for a case is left: orch's background report, and the
+    Ray a case stopped (a bare ``ray.shutdown()`` returns while its autoscaler monitor still
+    takes a second to die), so that it does not eat into the next case's time. Ray processes
+    in ``ignore`` (there before the bench) are not waited for."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        busy = []
+        busy = ray_processes() - ignore - {os.getpid()}
         for proc in psutil.process_iter(["cmdline"]):
             with_folder = any(str(folder) in part for part in proc.info["cmdline"] or [])
             if with_folder and proc.pid != os.getpid():
-                busy.append(proc.pid)
+                busy.add(proc.pid)
         if not busy:
             return
         time.sleep(0.2)
@@ -137,16 +156,17 @@ def main() -> None:
             name = f"{case}@{label}" if label and len(codes) > 1 else case
             runs.append((name, case, env))
     times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    before = ray_processes()
     with tempfile.TemporaryDirectory(prefix="orch-startup-") as tmp:
         for name, case, env in runs:
             (Path(tmp) / name).mkdir()
             if case in ("orch-again", "orch-best"):  # the workspace an earlier sweep left
                 first = command("orch-again", Path(tmp) / name, -1)
                 subprocess.run(first, cwd=tmp, env=env, check=True, capture_output=True)
-                settle(Path(tmp))
+                settle(Path(tmp), before)
         for rep in range(args.repeat):
-            turn = rep % len(runs)  # each case goes first in turn: no case always follows one
-            for name, case, env in runs[turn:] + runs[:turn]:
+            # a new order each repetition (the same for every run of the bench)
+            for name, case, env in random.Random(rep).sample(runs, len(runs)):
                 argv = command(case, Path(tmp) / name, rep)
                 start = time.perf_counter()
                 done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True)
@@ -155,7 +175,7 @@ def main() -> None:
                     sys.exit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
                 times[name].append(wall)
                 print(f"{name:18s} rep {rep}: {wall:6.2f} s", flush=True)
-                settle(Path(tmp))
+                settle(Path(tmp), before)
     rows = {
         name: {"min_s": min(ts), "median_s": statistics.median(ts), "runs_s": ts}
         for name, ts in times.items()
