@@ -187,7 +187,7 @@ def sweep(
         prepared = prepare_sweep(spec, overrides=overrides, trials=trials, parallel=parallel)
     spec, project = prepared.spec, prepared.project
     where = resolve_locations(storage=storage, tracking_uri=tracking_uri, workspace=workspace)
-    if not holds_no_study(where.storage, spec.name):  # else nothing to check
+    if not holds_no_study(where.storage, spec.name):  # the study may be there: check it
         listener.phase("opening the study")
         check_study(spec, open_storage(where.storage), resume=resume, storage_url=where.storage)
     where.prepare()

@@ -49,7 +49,7 @@ def main() -> None:
 
 def run() -> NoReturn:
     """The ``orch`` console script: :func:`main`, then :func:`exit_without_teardown` (``orch
-    best``: 3.9 -> 3.1 s)."""
+    best``: 4.2 -> 3.4 s median, bench/startup.py's ``orch-best``)."""
     try:
         main()
         status: object = 0

@@ -27,7 +27,7 @@ from types import TracebackType
 from orchestrator._leash import leashed
 from orchestrator._net import LOCALHOST, family, free_port, http_ok, reachable_host, url_host
 from orchestrator.errors import OrchError, redact
-from orchestrator.study import JOURNAL_PREFIX
+from orchestrator.study import JOURNAL_PREFIX, journal_path
 from orchestrator.workspace import sqlite_path
 
 #: Where ``orch ui`` serves the MLflow UI unless told otherwise (on 127.0.0.1).
@@ -147,7 +147,7 @@ def start_optuna_dashboard(
     port = _check_port(host, port)
     settings = {"storage": storage_url}
     if storage_url.startswith(JOURNAL_PREFIX):
-        target = storage_url[len(JOURNAL_PREFIX) :].removeprefix("//")
+        target = str(journal_path(storage_url))
         settings = {"storage": target, "storage_class": "JournalFileStorage"}
     # The storage URL (and any password in it) goes in a user-only settings file.
     handle, config_name = tempfile.mkstemp(prefix="orch-dashboard-", suffix=".toml")

@@ -19,7 +19,13 @@ from orchestrator.study._samplers import (
     suggest,
 )
 from orchestrator.study._stopping import Stop, StopRules
-from orchestrator.study._storage import JOURNAL_PREFIX, holds_no_study, open_storage, study_exists
+from orchestrator.study._storage import (
+    JOURNAL_PREFIX,
+    holds_no_study,
+    journal_path,
+    open_storage,
+    study_exists,
+)
 from orchestrator.study._study import (
     FINISHED_STATES,
     check_study,
@@ -61,6 +67,7 @@ __all__ = [
     "heartbeat",
     "holds_no_study",
     "is_finished",
+    "journal_path",
     "live_driver",
     "metric_names",
     "open_storage",

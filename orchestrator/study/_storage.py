@@ -14,7 +14,7 @@ from optuna.storages.journal import JournalFileBackend
 from orchestrator.errors import StudyError, one_line
 from orchestrator.workspace import sqlite_path
 
-__all__ = ["JOURNAL_PREFIX", "holds_no_study", "open_storage", "study_exists"]
+__all__ = ["JOURNAL_PREFIX", "holds_no_study", "journal_path", "open_storage", "study_exists"]
 
 JOURNAL_PREFIX = "journal:"
 #: Seconds a connection attempt to a database server may take.
@@ -34,7 +34,7 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
     """
     try:
         if url.startswith(JOURNAL_PREFIX):
-            path = Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
+            path = journal_path(url)
             _check_exists(path, url, read_only)
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
@@ -57,6 +57,11 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
                 "first, or pass --storage or --workspace"
             ) from None
         raise StudyError(f"storage {url!r}: {_reason(exc)}") from None
+
+
+def journal_path(url: str) -> Path:
+    """The file of a ``journal:PATH`` (or ``journal://PATH``) storage URL."""
+    return Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
 
 
 def _reason(exc: BaseException) -> str:
@@ -90,7 +95,7 @@ def holds_no_study(url: str, name: str) -> bool:
     Optuna's schema, any error): then the caller opens the storage to check.
     """
     if url.startswith(JOURNAL_PREFIX):
-        return not Path(url[len(JOURNAL_PREFIX) :].removeprefix("//")).exists()
+        return not journal_path(url).exists()
     file = sqlite_path(url)
     if file is None:
         return False
