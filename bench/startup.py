@@ -42,6 +42,10 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "bench" / "startup-noop.yaml"
+_RAY = importlib.util.find_spec("ray")  # found, not imported: this process starts no Ray
+assert _RAY is not None and _RAY.submodule_search_locations
+#: Ray's package folder, in the command line of each of its daemons and workers.
+RAY_PACKAGE: str = _RAY.submodule_search_locations[0]
 #: The ``orch`` console script, as pip writes it, calling the entry point of the orch found on
 #: PYTHONPATH (``cli.run``; ``cli.main`` in code from before ``run`` existed).
 ORCH = [
@@ -103,15 +107,14 @@ def command(case: str, folder: Path, rep: int) -> list[str]:
     raise ValueError(case)
 
 
-def ray_processes() -> set[int]:
-    """The PIDs of this user's processes run from Ray's package (its daemons and workers)."""
-    spec = importlib.util.find_spec("ray")
-    assert spec is not None and spec.submodule_search_locations
-    package = spec.submodule_search_locations[0]
+def processes(*markers: str) -> set[int]:
+    """The PIDs of this user's processes, but this one, with any of ``markers`` in their
+    command line."""
     found = set()
     for proc in psutil.process_iter(["cmdline", "uids"]):
         mine = proc.info["uids"] is not None and proc.info["uids"].real == os.getuid()
-        if mine and any(package in part for part in proc.info["cmdline"] or []):
+        line = proc.info["cmdline"] or []
+        if mine and proc.pid != os.getpid() and any(m in part for m in markers for part in line):
             found.add(proc.pid)
     return found
 
@@ -123,12 +126,7 @@ def settle(folder: Path, ignore: set[int], timeout_s: float = 120.0) -> None:
     in ``ignore`` (there before the bench) are not waited for."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        busy = ray_processes() - ignore - {os.getpid()}
-        for proc in psutil.process_iter(["cmdline"]):
-            with_folder = any(str(folder) in part for part in proc.info["cmdline"] or [])
-            if with_folder and proc.pid != os.getpid():
-                busy.add(proc.pid)
-        if not busy:
+        if not processes(str(folder), RAY_PACKAGE) - ignore:
             return
         time.sleep(0.2)
     raise RuntimeError(f"processes of {folder} still running after {timeout_s:.0f}s")
@@ -156,7 +154,7 @@ def main() -> None:
             name = f"{case}@{label}" if label and len(codes) > 1 else case
             runs.append((name, case, env))
     times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
-    before = ray_processes()
+    before = processes(RAY_PACKAGE)
     with tempfile.TemporaryDirectory(prefix="orch-startup-") as tmp:
         for name, case, env in runs:
             (Path(tmp) / name).mkdir()
