@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,6 +124,52 @@ def test_broyden_solves_a_small_linear_problem_once_its_memory_spans_the_space(s
         assert stats.all_converged and stats.nfe <= limit, (memory, stats.nfe, forward)
     _, stats = solve(f, z0, "broyden", tol=1e-10, max_iter=3000, memory=10)
     assert stats.all_converged and stats.nfe <= 2 * 8 + 4  # the secant model becomes exact
+
+
+def _window_systems(gram: np.ndarray, m: int, n: int) -> np.ndarray:
+    """``[S^T Y, S^T S]`` of the first ``n`` pairs from the Gram matrix of ``s_i, p_i``."""
+    ss = gram[:, :n, :n]
+    return np.stack([gram[:, :n, m : m + n] - ss, ss], axis=1)
+
+
+def test_compiled_window_solve_agrees_with_lapack_and_zeroes_singular_systems() -> None:
+    from jobs.deq.solvers._trust_region import solve_windows
+
+    rng = np.random.default_rng(0)
+    batch, m = 5, 7
+    rows = rng.standard_normal((batch, 2 * m, 40))
+    rows[0, 1] = rows[0, 0]  # sample 0: two equal steps, both systems singular
+    gram = rows @ rows.transpose(0, 2, 1)
+    proj = rng.standard_normal((batch, 2 * m))
+    for n in (1, 4, m):
+        coef = solve_windows(gram, proj, m, n)
+        rhs = np.repeat(proj[:, None, :n, None], 2, axis=1)
+        first = 1 if n > 1 else 0  # with one pair sample 0 is regular
+        expected = np.linalg.solve(_window_systems(gram, m, n)[first:], rhs[first:])[..., 0]
+        np.testing.assert_allclose(coef[first:], expected, rtol=1e-9, atol=1e-12)
+        if first:
+            assert not coef[0].any()
+
+
+def test_broyden_with_a_window_past_the_compiled_solve_converges_like_a_small_one() -> None:
+    from jobs.deq.solvers.broyden import COMPILED_SOLVE_UP_TO
+
+    f, z0 = _hard_linear(64)
+    forward = solve(f, z0, "forward", tol=1e-8, max_iter=3000)
+    for memory in (COMPILED_SOLVE_UP_TO, COMPILED_SOLVE_UP_TO + 8):  # compiled, then LAPACK
+        z, stats = solve(f, z0, "broyden", tol=1e-8, max_iter=3000, memory=memory)
+        assert stats.all_converged and stats.nfe < 0.5 * forward[1].nfe, (memory, stats.nfe)
+        torch.testing.assert_close(z, forward[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_broyden_keeps_the_dtype_of_its_problem(dtype: torch.dtype) -> None:
+    w = _contraction(16, 0.9).to(dtype)
+    b = torch.ones(3, 16, dtype=dtype)
+    tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+    z, stats = solve(lambda z: torch.tanh(z @ w.T + b), torch.zeros_like(b), "broyden",
+                     tol=tol, max_iter=200)  # fmt: skip
+    assert z.dtype == dtype and stats.all_converged
 
 
 def test_stats_are_per_sample_and_the_trace_is_monotone() -> None:

@@ -94,10 +94,11 @@ class Monitor:
         self.best_abs = torch.full((batch,), math.inf, device=z0.device, dtype=z0.dtype)
         self.best_rel = self.best_abs.clone()
 
-    def check(self, z: Tensor, fz: Tensor) -> bool:
-        """Record the residual of ``z`` (with ``fz = f(z)``); return whether to stop."""
+    def check(self, z: Tensor, fz: Tensor, residual: Tensor | None = None) -> bool:
+        """Record the residual of ``z`` (with ``fz = f(z)``; ``residual``: ``fz - z`` when the
+        solver has it already); return whether to stop."""
         self.stats.nfe += 1
-        abs_r = torch.linalg.vector_norm(fz - z, dim=1)
+        abs_r = torch.linalg.vector_norm(fz - z if residual is None else residual, dim=1)
         rel_r = abs_r / (torch.linalg.vector_norm(fz, dim=1) + EPS)
         stop_r = rel_r if self.opts.stop_mode == "rel" else abs_r
         best = self.best_rel if self.opts.stop_mode == "rel" else self.best_abs

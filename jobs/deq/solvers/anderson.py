@@ -37,10 +37,10 @@ def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSt
     x = z0
     for k in range(opts.max_iter):
         fx = f(x)
-        if monitor.check(x, fx):
+        g = fx - x
+        if monitor.check(x, fx, g):
             break
         slot, n = k % m, min(k + 1, m)
-        g = fx - x
         xs[:, slot] = x
         gs[:, slot] = g
         row = torch.bmm(g.unsqueeze(1), gs[:, :n].transpose(1, 2)).squeeze(1).double()

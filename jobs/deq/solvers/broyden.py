@@ -20,7 +20,7 @@ may grow under plain iteration too when ``df/dz`` is not normal): the solver can
 plain iteration would move on.
 
 With one pair (memory 1) a sample tries the quasi-Newton step only while it is at most
-``MEMORY1_MAX_STRETCH`` times as long as the fixed-point step, and takes the fixed-point step
+``MEMORY1_MAX_STRETCH`` (6) times as long as the fixed-point step, and takes the fixed-point step
 otherwise: one pair that sees only the slowest mode (a Rayleigh quotient of ``df/dz`` near 1)
 proposes a step 10-20 times the fixed-point one, which the trust region then cuts down or
 rejects, costing evaluations plain iteration would not have spent.
@@ -29,8 +29,11 @@ Cost per step: one evaluation of ``f`` and a constant number of tensor operation
 memory: the new pair and residual are written into one buffer, one batched product gives all
 their inner products with the window, and everything else (the two ``m x m`` systems, the
 dogleg, the radius) works on the ``2m x 2m`` Gram matrix of the window, per sample, in float64
-NumPy on the host. The step comes back as ``m`` coefficients per sample. Non-finite
-coefficients of a singular system are zeroed (the trust region bounds whatever step results).
+on the host, in loops compiled by Numba (:mod:`jobs.deq.solvers._trust_region`; the systems go
+to LAPACK above ``COMPILED_SOLVE_UP_TO`` pairs). The step comes back as ``m`` coefficients per
+sample. Non-finite coefficients of a singular system are zeroed (the trust region bounds
+whatever step results). The compiled loops are built on first use and cached on disk beside
+the module (~5 s once per installation, then ~0.4 s in each new process).
 """
 
 from __future__ import annotations
@@ -44,14 +47,9 @@ from torch import Tensor
 
 from jobs.deq.solvers._base import Func, Monitor, SolverOptions, SolverStats
 
-PLAIN_AFTER = 2  # consecutive rejected steps after which the fixed-point step is taken
-SHRINK_BELOW = 0.5  # actual / predicted decrease under which the radius halves
-EXPAND_ABOVE = 0.9  # ... over which a step that hit the boundary doubles it
-
-MEMORY1_MAX_STRETCH = 6.0  # memory 1: longest quasi-Newton step tried, in fixed-point steps
-
 Array = NDArray[np.float64]
-TINY = np.finfo(np.float64).tiny
+COMPILED_SOLVE_UP_TO = 32  # window sizes solved by the compiled elimination; LAPACK above
+HOST_DTYPES = (torch.float32, torch.float64)  # the step's coefficients are computed in these
 
 
 def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverStats]:
@@ -69,112 +67,99 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     cur = 2 * m
     torch.sub(fz, z, out=rows[:, cur])
     state = _TrustRegion(rows[:, cur].detach().double().square().sum(1).cpu().numpy(), m)
-    picks = {
-        (slot, c): torch.tensor([slot, m + slot, 4 * m + 1 - c], device=z0.device)
-        for slot in range(m)
-        for c in (2 * m, 2 * m + 1)
-    }
+    # the step's coefficients: written on the host by the trust region, read by torch
+    host_dtype = z0.dtype if z0.dtype in HOST_DTYPES else torch.float32
+    weights = torch.empty(batch, 1, m, dtype=host_dtype)
+    convert = z0.device.type != "cpu" or host_dtype != z0.dtype
+    host_weights = weights.numpy()[:, 0]
+    # views of every row, made once: as (B, D) and as (B, 1, D)
+    row, row_views = rows.unbind(1), rows.split(1, dim=1)
+    rows_t = rows.mT
+    # which rows to take inner products of after a step: s, p of the slot and the new residual
+    picks = torch.tensor(
+        [[slot, m + slot, new] for slot in range(m) for new in (2 * m, 2 * m + 1)],
+        device=z0.device,
+    ).unbind(0)
     for k in range(opts.max_iter - 1):
         slot, new = k % m, 4 * m + 1 - cur
-        n, coef = state.step()
-        g = rows[:, cur]
+        n = state.step(host_weights)
+        g, s = row[cur], row[slot]
         if n:
-            weights = torch.from_numpy(coef).to(device=z.device, dtype=z.dtype)
-            step = torch.baddbmm(
-                g.unsqueeze(1), weights.unsqueeze(1), rows[:, m : m + n], alpha=-1
-            ).squeeze(1)
+            w = weights[:, :, :n]
+            if convert:
+                w = w.to(device=z.device, dtype=z.dtype)
+            step = torch.baddbmm(row_views[cur], w, rows[:, m : m + n], alpha=-1)
+            row_views[slot].copy_(step)
         else:
-            step = g.clone()
-        z_new = z + step
+            s.copy_(g)
+        z_new = z + s
         fz = f(z_new)
-        if monitor.check(z_new, fz):
+        g_new = torch.sub(fz, z_new, out=row[new])
+        if monitor.check(z_new, fz, g_new):
             break
-        g_new = torch.sub(fz, z_new, out=rows[:, new])
-        rows[:, slot] = step
-        torch.sub(g_new, g, out=rows[:, m + slot]).add_(step)  # p = s + y
-        picked = rows.index_select(1, picks[slot, cur])
-        products = torch.bmm(picked, rows.mT).detach().cpu().numpy().astype(np.float64)
-        accept = state.update(slot, products, new, cur)
+        torch.sub(g_new, g, out=row[m + slot]).add_(s)  # p = s + y
+        picked = rows.index_select(1, picks[2 * slot + new - 2 * m])
+        products = torch.bmm(picked, rows_t).detach().cpu()
+        if products.dtype != host_dtype:  # NumPy has no bfloat16
+            products = products.to(host_dtype)
+        accept = state.update(slot, products.numpy().astype(np.float64), new, cur)
         if accept is None:
             z, cur = z_new, new
         else:
             keep = torch.from_numpy(accept).to(z.device)[:, None]
             z = torch.where(keep, z_new, z)
-            torch.where(keep, g_new, g, out=rows[:, new])
+            torch.where(keep, g_new, g, out=row[new])
             cur = new
     return monitor.finish()
 
 
 class _TrustRegion:
-    """The window's Gram matrix and the dogleg's per-sample state, in float64 on the host."""
+    """The window's Gram matrix and the dogleg's per-sample state, in float64 on the host; the
+    arithmetic runs in :mod:`jobs.deq.solvers._trust_region`'s compiled loops."""
 
     def __init__(self, gg: Array, m: int) -> None:
+        # imported here: importing Numba takes ~0.2 s, which only Broyden's users should pay
+        from jobs.deq.solvers import _trust_region
+
+        self.compiled = _trust_region
         batch = gg.shape[0]
         self.m, self.n = m, 0
         self.gram = np.zeros((batch, 2 * m, 2 * m))  # of the rows s_1..s_m, p_1..p_m
         self.proj = np.zeros((batch, 2 * m))  # their inner products with the current g
-        self.gg, self.delta_sq = gg, gg.copy()
+        self.gg, self.delta_sq = gg.copy(), gg.copy()
         self.rejected = np.zeros(batch, dtype=np.int64)
         # the step being tried: its fraction t of the quasi-Newton correction, whether that was
         # whole, and the model's squared residual after the fixed-point step
         self.t = np.zeros(batch)
         self.inside = np.zeros(batch, dtype=bool)
         self.model_sq = np.zeros(batch)
+        self.accept = np.ones(batch, dtype=bool)
 
-    def step(self) -> tuple[int, Array]:
-        """The dogleg: ``n`` and the coefficients ``w`` of the step ``g - P w``."""
-        m, n, gg = self.m, self.n, self.gg
+    def step(self, weights: NDArray[np.floating]) -> int:
+        """The dogleg: writes the coefficients ``w`` of the step ``g - P w`` into
+        ``weights[:, :n]`` and returns ``n`` (0: the first step, ``g`` itself)."""
+        m, n = self.m, self.n
         if n == 0:
-            return 0, self.t[:, None]
-        gram_ss = self.gram[:, :n, :n]
-        systems = np.stack([self.gram[:, :n, m : m + n] - gram_ss, gram_ss], axis=1)
-        rhs = np.repeat(self.proj[:, None, :n, None], 2, axis=1)  # S^T g for S^T Y and S^T S
-        coef = _solve(systems, rhs)  # (B, 2, n): e = P coef[0] (the quasi-Newton step is
-        # g - e), model = P coef[1]
-        quad = coef @ self.gram[:, m : m + n, m : m + n] @ coef.transpose(0, 2, 1)
-        ee, model_sq = quad[:, 0, 0], quad[:, 1, 1]
-        ge = (coef[:, 0] * self.proj[:, m : m + n]).sum(1)
-        radius_sq = np.maximum(self.delta_sq, gg)
-        newton_sq = gg - 2 * ge + ee  # |g - e|^2
-        plain = (self.rejected >= PLAIN_AFTER) | ~(ee > 0)
-        if m == 1:
-            plain |= newton_sq > MEMORY1_MAX_STRETCH**2 * gg
-        inside = (newton_sq <= radius_sq) & ~plain
-        with np.errstate(divide="ignore", invalid="ignore"):
-            to_boundary = (ge + np.sqrt(np.maximum(ge**2 + ee * (radius_sq - gg), 0.0))) / ee
-        t = np.where(inside, 1.0, np.where(plain, 0.0, to_boundary.clip(0.0, 1.0)))  # ee > 0
-        self.t, self.inside, self.model_sq = t, inside, model_sq
-        return n, t[:, None] * coef[:, 0]
+            return 0
+        if n <= COMPILED_SOLVE_UP_TO:
+            coef = self.compiled.solve_windows(self.gram, self.proj, m, n)
+        else:
+            gram_ss = self.gram[:, :n, :n]
+            systems = np.stack([self.gram[:, :n, m : m + n] - gram_ss, gram_ss], axis=1)
+            coef = _solve(systems, np.repeat(self.proj[:, None, :n, None], 2, axis=1))
+        state = (self.gg, self.delta_sq, self.rejected, self.t, self.inside, self.model_sq)
+        self.compiled.dogleg(self.gram, self.proj, coef, m, n, *state, weights)
+        return n
 
     def update(self, slot: int, products: Array, new: int, cur: int) -> NDArray[np.bool_] | None:
         """Take in the inner products of the new pair's rows s, p and of the trial point's
         residual with every row; return which samples accept the step, or None when all do."""
-        m = self.m
-        s_row, p_row = products[:, 0, : 2 * m], products[:, 1, : 2 * m]
-        self.gram[:, slot], self.gram[:, :, slot] = s_row, s_row
-        self.gram[:, m + slot], self.gram[:, :, m + slot] = p_row, p_row
-        self.n = min(self.n + 1, m)
-        gg, gg_new, t = self.gg, products[:, 2, new], self.t
-        length_sq = products[:, 0, slot]
-        predicted = np.maximum(gg - (1 - t) ** 2 * self.model_sq, TINY)
-        with np.errstate(over="ignore"):
-            ratio = (gg - gg_new) / predicted
-        grown = np.where(
-            (ratio > EXPAND_ABOVE) & ~self.inside,
-            4 * np.maximum(self.delta_sq, length_sq),
-            self.delta_sq,
-        )
-        self.delta_sq = np.where(ratio < SHRINK_BELOW, 0.25 * length_sq, grown)
-        accept = (gg_new < gg) | (t == 0)  # the fixed-point step (t = 0) always goes
-        self.rejected = (self.rejected + 1) * ~accept
-        if accept.all():
-            self.gg, self.proj = gg_new, products[:, 2, : 2 * m]
-            return None
-        old = self.proj.copy()
-        old[:, [slot, m + slot]] = products[:, :2, cur]  # s . g, p . g at the current point
-        self.gg = np.where(accept, gg_new, gg)
-        self.proj = np.where(accept[:, None], products[:, 2, : 2 * m], old)
-        return accept
+        everyone = self.compiled.take_in(
+            products, slot, new, cur, self.m, self.gram, self.proj, self.gg, self.delta_sq,
+            self.rejected, self.t, self.inside, self.model_sq, self.accept,
+        )  # fmt: skip
+        self.n = min(self.n + 1, self.m)
+        return None if everyone else self.accept.copy()
 
 
 def _solve(systems: Array, rhs: Array) -> Array:
