@@ -7,10 +7,11 @@ of what it returned in a recorded run of the same solve, so every torch operatio
 residual monitor, the window's products, the step) runs as before and the algebra costs
 nothing. The replay takes the same iterates and NFE, so its time is the lower bound any faster
 trust region (compiled, on the device, or cheaper in NumPy) could reach with this algorithm.
-Times are minima over ``--repeats`` runs of this process's CPU time, one torch thread.
+Times are minima over ``--repeats`` rounds that run the three in turn, of this process's CPU
+time, one torch thread.
 
-    OPENBLAS_NUM_THREADS=1 python bench/deq_broyden_cost.py \
-        --out bench/results/deq_broyden_cost.json                 # ~2 min here
+    OPENBLAS_NUM_THREADS=1 python bench/deq_broyden_cost.py --repeats 11 \
+        --out bench/results/deq_broyden_cost.json                 # ~3 min here
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def recording(tape: list[Any]) -> type:
     """A ``_TrustRegion`` that appends every answer it gives to ``tape`` (for a step: the
     coefficients it wrote, too)."""
 
-    class Recording(TrustRegion):  # type: ignore[misc, valid-type]
+    class Recording(TrustRegion):
         def step(self, weights: np.ndarray) -> int:
             n = super().step(weights)
             tape.append((n, weights[:, :n].copy()))
