@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from deq_solvers import make_problem, parse_problem
+from deq_solvers import make_problem, parse_problem, write_rows
 
 from jobs.deq.solvers import SolverStats, solve
 
@@ -161,14 +158,7 @@ def main() -> None:
                     flush=True,
                 )
     if args.out:
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        settings |= {
-            "command": " ".join(["python", *sys.argv]),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "machine": platform.machine(),
-        }
-        args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
+        write_rows(args, rows)
 
 
 if __name__ == "__main__":

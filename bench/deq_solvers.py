@@ -156,6 +156,19 @@ def parse_problem(text: str) -> tuple[str, int]:
     return name, int(dim) if dim else DEFAULT_DIMS[name.split("-")[0]]
 
 
+def write_rows(args: argparse.Namespace, rows: list[dict[str, object]]) -> None:
+    """Write ``rows`` to ``args.out`` as JSON with the command, settings and versions."""
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    meta = {
+        "command": " ".join(["python", *sys.argv]),
+        "settings": settings,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+    }
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -203,15 +216,7 @@ def main() -> None:
                     flush=True,
                 )
     if args.out:
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        meta = {
-            "command": " ".join(["python", *sys.argv]),
-            "settings": settings,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": platform.processor() or platform.machine(),
-        }
-        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        write_rows(args, rows)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ update) is a few hundred floating-point operations per sample. As ~50 NumPy call
 
 Arrays, per sample ``b`` (float64 unless said): ``gram[b]`` the ``2m x 2m`` inner products of
 the window's rows ``s_1..s_m, p_1..p_m`` (``p = s + y``); ``proj[b]`` their inner products with
-the current residual ``g``; ``gg[b] = |g|^2``; ``delta_sq[b]`` the squared radius;
-``rejected[b]`` (int64) consecutive rejected steps; ``t[b]``, ``inside[b]`` (bool) and
-``model_sq[b]`` describe the step being tried.
+the current residual ``g``. The dogleg's ``state`` is the tuple ``(gg, delta_sq, rejected, t,
+inside, model_sq)``: ``gg[b] = |g|^2``, ``delta_sq[b]`` the squared radius, ``rejected[b]``
+(int64) consecutive rejected steps; ``t[b]``, ``inside[b]`` (bool) and ``model_sq[b]`` describe
+the step being tried.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
+State = tuple[Array, Array, NDArray[np.int64], Array, NDArray[np.bool_], Array]
 
 PLAIN_AFTER = 2  # consecutive rejected steps after which the fixed-point step is taken
 SHRINK_BELOW = 0.5  # actual / predicted decrease under which the radius halves
@@ -85,17 +87,13 @@ def dogleg(
     coef: Array,
     m: int,
     n: int,
-    gg: Array,
-    delta_sq: Array,
-    rejected: NDArray[np.int64],
-    t: Array,
-    inside: NDArray[np.bool_],
-    model_sq: Array,
+    state: State,
     weights: NDArray[np.floating],
 ) -> None:
     """Each sample's step ``g - P w`` from the fixed-point step towards the quasi-Newton one,
     as far as the radius allows: writes ``w`` into ``weights[:, :n]`` and sets ``t``,
     ``inside``, ``model_sq``. ``coef`` is :func:`solve_windows`' answer."""
+    gg, delta_sq, rejected, t, inside, model_sq = state
     for b in range(gram.shape[0]):
         ee = model = ge = 0.0  # |P e|^2, |P d|^2, g . P e
         for i in range(n):
@@ -133,17 +131,13 @@ def take_in(
     m: int,
     gram: Array,
     proj: Array,
-    gg: Array,
-    delta_sq: Array,
-    rejected: NDArray[np.int64],
-    t: Array,
-    inside: NDArray[np.bool_],
-    model_sq: Array,
+    state: State,
     accept: NDArray[np.bool_],
 ) -> bool:
     """Take in the inner products ``products`` (B, 3, 2m + 2) of the new pair's rows ``s``,
     ``p`` and of the trial point's residual with every row; set ``accept`` per sample and return
     whether every sample accepted the step."""
+    gg, delta_sq, rejected, t, inside, model_sq = state
     everyone = True
     for b in range(products.shape[0]):
         for j in range(2 * m):  # the rows and columns of s and p, in this order

@@ -126,13 +126,17 @@ class _TrustRegion:
         self.m, self.n = m, 0
         self.gram = np.zeros((batch, 2 * m, 2 * m))  # of the rows s_1..s_m, p_1..p_m
         self.proj = np.zeros((batch, 2 * m))  # their inner products with the current g
-        self.gg, self.delta_sq = gg.copy(), gg.copy()
-        self.rejected = np.zeros(batch, dtype=np.int64)
-        # the step being tried: its fraction t of the quasi-Newton correction, whether that was
-        # whole, and the model's squared residual after the fixed-point step
-        self.t = np.zeros(batch)
-        self.inside = np.zeros(batch, dtype=bool)
-        self.model_sq = np.zeros(batch)
+        # |g|^2, the squared radius, consecutive rejections; the step being tried: its fraction
+        # t of the quasi-Newton correction, whether that was whole, and the model's squared
+        # residual after the fixed-point step (updated in place by the compiled loops)
+        self.state = (
+            gg,
+            gg.copy(),
+            np.zeros(batch, dtype=np.int64),
+            np.zeros(batch),
+            np.zeros(batch, dtype=bool),
+            np.zeros(batch),
+        )
         self.accept = np.ones(batch, dtype=bool)
 
     def step(self, weights: NDArray[np.floating]) -> int:
@@ -147,17 +151,15 @@ class _TrustRegion:
             gram_ss = self.gram[:, :n, :n]
             systems = np.stack([self.gram[:, :n, m : m + n] - gram_ss, gram_ss], axis=1)
             coef = _solve(systems, np.repeat(self.proj[:, None, :n, None], 2, axis=1))
-        state = (self.gg, self.delta_sq, self.rejected, self.t, self.inside, self.model_sq)
-        self.compiled.dogleg(self.gram, self.proj, coef, m, n, *state, weights)
+        self.compiled.dogleg(self.gram, self.proj, coef, m, n, self.state, weights)
         return n
 
     def update(self, slot: int, products: Array, new: int, cur: int) -> NDArray[np.bool_] | None:
         """Take in the inner products of the new pair's rows s, p and of the trial point's
         residual with every row; return which samples accept the step, or None when all do."""
         everyone = self.compiled.take_in(
-            products, slot, new, cur, self.m, self.gram, self.proj, self.gg, self.delta_sq,
-            self.rejected, self.t, self.inside, self.model_sq, self.accept,
-        )  # fmt: skip
+            products, slot, new, cur, self.m, self.gram, self.proj, self.state, self.accept
+        )
         self.n = min(self.n + 1, self.m)
         return None if everyone else self.accept.copy()
 
