@@ -142,7 +142,8 @@ def test_compiled_window_solve_agrees_with_lapack_and_zeroes_singular_systems() 
     gram = rows @ rows.transpose(0, 2, 1)
     proj = rng.standard_normal((batch, 2 * m))
     for n in (1, 4, m):
-        coef = solve_windows(gram, proj, m, n)
+        coef = np.full((batch, 2, n), np.nan)
+        solve_windows(gram, proj, m, n, coef)
         rhs = np.repeat(proj[:, None, :n, None], 2, axis=1)
         first = 1 if n > 1 else 0  # with one pair sample 0 is regular
         expected = np.linalg.solve(_window_systems(gram, m, n)[first:], rhs[first:])[..., 0]

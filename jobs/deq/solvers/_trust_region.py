@@ -4,7 +4,8 @@ The arithmetic of one Broyden step after ``f`` (two ``n x n`` solves, the dogleg
 update) is a few hundred floating-point operations per sample. As ~50 NumPy calls on
 ``(B, 2m, 2m)`` arrays it cost 250-290 us a step on one CPU thread, more than ``f`` of a
 512-wide monotone DEQ; compiled loops over the samples cost a few microseconds
-(``bench/deq_broyden_cost.py``). Functions compile on first use and are cached on disk.
+(``bench/deq_broyden_cost.py``), and Broyden makes one call a step (:func:`take_in_and_step`)
+where the window fits the compiled solve. Functions compile on first use and are cached on disk.
 
 Arrays, per sample ``b`` (float64 unless said): ``gram[b]`` the ``2m x 2m`` inner products of
 the window's rows ``s_1..s_m, p_1..p_m`` (``p = s + y``); ``proj[b]`` their inner products with
@@ -63,21 +64,18 @@ def _solve_into(a: Array, r: Array, out: Array) -> None:
 
 
 @njit(cache=True)
-def solve_windows(gram: Array, proj: Array, m: int, n: int) -> Array:
+def solve_windows(gram: Array, proj: Array, m: int, n: int, coef: Array) -> None:
     """Per sample, ``(S^T Y)^-1 S^T g`` and ``(S^T S)^-1 S^T g`` over the first ``n`` pairs,
-    as ``(B, 2, n)`` (``S^T Y = S^T P - S^T S``)."""
-    batch = gram.shape[0]
-    coef = np.empty((batch, 2, n))
+    into ``coef[:, :, :n]`` (``coef`` is ``(B, 2, >= n)``; ``S^T Y = S^T P - S^T S``)."""
     a = np.empty((n, n))
     r = np.empty(n)
-    for b in range(batch):
+    for b in range(gram.shape[0]):
         for which in range(2):
             for i in range(n):
                 for j in range(n):
                     a[i, j] = gram[b, i, j] if which else gram[b, i, m + j] - gram[b, i, j]
                 r[i] = proj[b, i]
-            _solve_into(a, r, coef[b, which])
-    return coef
+            _solve_into(a, r, coef[b, which, :n])
 
 
 @njit(cache=True)
@@ -92,7 +90,7 @@ def dogleg(
 ) -> None:
     """Each sample's step ``g - P w`` from the fixed-point step towards the quasi-Newton one,
     as far as the radius allows: writes ``w`` into ``weights[:, :n]`` and sets ``t``,
-    ``inside``, ``model_sq``. ``coef`` is :func:`solve_windows`' answer."""
+    ``inside``, ``model_sq``. ``coef`` holds :func:`solve_windows`' answer."""
     gg, delta_sq, rejected, t, inside, model_sq = state
     for b in range(gram.shape[0]):
         ee = model = ge = 0.0  # |P e|^2, |P d|^2, g . P e
@@ -134,9 +132,9 @@ def take_in(
     state: State,
     accept: NDArray[np.bool_],
 ) -> bool:
-    """Take in the inner products ``products`` (B, 3, 2m + 2) of the new pair's rows ``s``,
-    ``p`` and of the trial point's residual with every row; set ``accept`` per sample and return
-    whether every sample accepted the step."""
+    """Take in the inner products ``products`` (B, 3, 2m + 2; float32 or float64) of the new
+    pair's rows ``s``, ``p`` and of the trial point's residual with every row; set ``accept``
+    per sample and return whether every sample accepted the step."""
     gg, delta_sq, rejected, t, inside, model_sq = state
     everyone = True
     for b in range(products.shape[0]):
@@ -163,4 +161,27 @@ def take_in(
             rejected[b] += 1
             proj[b, slot] = products[b, 0, cur]  # s . g, p . g at the current point
             proj[b, m + slot] = products[b, 1, cur]
+    return everyone
+
+
+@njit(cache=True)
+def take_in_and_step(
+    products: Array,
+    slot: int,
+    new: int,
+    cur: int,
+    m: int,
+    gram: Array,
+    proj: Array,
+    state: State,
+    accept: NDArray[np.bool_],
+    n: int,
+    coef: Array,
+    weights: NDArray[np.floating],
+) -> bool:
+    """:func:`take_in`, then the next step over the first ``n`` pairs (:func:`solve_windows`
+    and :func:`dogleg`) in the same call; returns whether every sample accepted."""
+    everyone = take_in(products, slot, new, cur, m, gram, proj, state, accept)
+    solve_windows(gram, proj, m, n, coef)
+    dogleg(gram, proj, coef, m, n, state, weights)
     return everyone

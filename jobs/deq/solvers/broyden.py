@@ -29,16 +29,19 @@ Cost per step: one evaluation of ``f`` and a constant number of tensor operation
 memory: the new pair and residual are written into one buffer, one batched product gives all
 their inner products with the window, and everything else (the two ``m x m`` systems, the
 dogleg, the radius) works on the ``2m x 2m`` Gram matrix of the window, per sample, in float64
-on the host, in loops compiled by Numba (:mod:`jobs.deq.solvers._trust_region`; the systems go
-to LAPACK above ``COMPILED_SOLVE_UP_TO`` pairs). The step comes back as ``m`` coefficients per
-sample. Non-finite coefficients of a singular system are zeroed (the trust region bounds
-whatever step results). The compiled loops are built on first use and cached on disk beside
-the module (~5 s once per installation, then ~0.4 s in each new process).
+on the host, in loops compiled by Numba (:mod:`jobs.deq.solvers._trust_region`; one call per
+step takes in the new inner products and computes the next step; the systems go to LAPACK above
+``COMPILED_SOLVE_UP_TO`` pairs). On the CPU the loops read the products and write the step's
+``m`` coefficients per sample in place, in tensors' memory. Non-finite coefficients of a
+singular system are zeroed (the trust region bounds whatever step results). The compiled loops
+are built on first use and cached on disk beside the module (~7 s once per installation, then
+~0.5 s in each new process).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 import torch
@@ -65,31 +68,32 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     if monitor.check(z, fz):
         return monitor.finish()
     cur = 2 * m
-    torch.sub(fz, z, out=rows[:, cur])
-    state = _TrustRegion(rows[:, cur].detach().double().square().sum(1).cpu().numpy(), m)
+    g = fz - z
+    rows[:, cur] = g
     # the step's coefficients: written on the host by the trust region, read by torch
     host_dtype = z0.dtype if z0.dtype in HOST_DTYPES else torch.float32
     weights = torch.empty(batch, 1, m, dtype=host_dtype)
-    convert = z0.device.type != "cpu" or host_dtype != z0.dtype
-    host_weights = weights.numpy()[:, 0]
+    state = _TrustRegion(g.double().square().sum(1).cpu().numpy(), m, weights)
+    on_host = z0.device.type == "cpu" and host_dtype == z0.dtype
+    # the inner products of a new pair's rows s, p and new residual with every row; on the
+    # CPU the trust region reads them in place
+    products = z0.new_empty(batch, 3, 2 * m + 2)
+    host_products = products.numpy() if on_host else None
     # views of every row, made once: as (B, D) and as (B, 1, D)
     row, row_views = rows.unbind(1), rows.split(1, dim=1)
     rows_t = rows.mT
-    # which rows to take inner products of after a step: s, p of the slot and the new residual
-    picks = torch.tensor(
-        [[slot, m + slot, new] for slot in range(m) for new in (2 * m, 2 * m + 1)],
-        device=z0.device,
-    ).unbind(0)
+    picks = _picks(m, z0.device)
+    step = z0.new_empty(batch, 1, dim)  # written contiguously (as an out= view it is 5x slower)
+    window = (0, weights, rows)  # (n, the first n coefficients, the first n rows p_i)
     for k in range(opts.max_iter - 1):
         slot, new = k % m, 4 * m + 1 - cur
-        n = state.step(host_weights)
+        n = state.step()
         g, s = row[cur], row[slot]
         if n:
-            w = weights[:, :, :n]
-            if convert:
-                w = w.to(device=z.device, dtype=z.dtype)
-            step = torch.baddbmm(row_views[cur], w, rows[:, m : m + n], alpha=-1)
-            row_views[slot].copy_(step)
+            if n != window[0]:
+                window = (n, weights[:, :, :n], rows[:, m : m + n])
+            w = window[1] if on_host else window[1].to(device=z.device, dtype=z.dtype)
+            row_views[slot].copy_(torch.baddbmm(row_views[cur], w, window[2], alpha=-1, out=step))
         else:
             s.copy_(g)
         z_new = z + s
@@ -98,11 +102,11 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
         if monitor.check(z_new, fz, g_new):
             break
         torch.sub(g_new, g, out=row[m + slot]).add_(s)  # p = s + y
-        picked = rows.index_select(1, picks[2 * slot + new - 2 * m])
-        products = torch.bmm(picked, rows_t).detach().cpu()
-        if products.dtype != host_dtype:  # NumPy has no bfloat16
-            products = products.to(host_dtype)
-        accept = state.update(slot, products.numpy().astype(np.float64), new, cur)
+        torch.bmm(rows.index_select(1, picks[2 * slot + new - 2 * m]), rows_t, out=products)
+        if host_products is None:  # to the host as float64 or float32 (NumPy has no bfloat16)
+            accept = state.update(slot, products.to("cpu", host_dtype).numpy(), new, cur)
+        else:
+            accept = state.update(slot, host_products, new, cur)
         if accept is None:
             z, cur = z_new, new
         else:
@@ -113,11 +117,20 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     return monitor.finish()
 
 
+@functools.lru_cache(maxsize=64)
+def _picks(m: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Which rows to take inner products of after a step into slot ``slot`` with the new
+    residual in row ``new``: s and p of the slot and the residual, at ``2 * slot + new - 2m``."""
+    pairs = [[slot, m + slot, new] for slot in range(m) for new in (2 * m, 2 * m + 1)]
+    return torch.tensor(pairs, device=device).unbind(0)
+
+
 class _TrustRegion:
     """The window's Gram matrix and the dogleg's per-sample state, in float64 on the host; the
-    arithmetic runs in :mod:`jobs.deq.solvers._trust_region`'s compiled loops."""
+    arithmetic runs in :mod:`jobs.deq.solvers._trust_region`'s compiled loops, which write each
+    step's coefficients into ``weights`` ``(B, 1, m)``."""
 
-    def __init__(self, gg: Array, m: int) -> None:
+    def __init__(self, gg: Array, m: int, weights: Tensor) -> None:
         # imported here: importing Numba takes ~0.2 s, which only Broyden's users should pay
         from jobs.deq.solvers import _trust_region
 
@@ -138,29 +151,34 @@ class _TrustRegion:
             np.zeros(batch),
         )
         self.accept = np.ones(batch, dtype=bool)
+        self.coef = np.zeros((batch, 2, min(m, COMPILED_SOLVE_UP_TO)))
+        self.weights = weights.numpy()[:, 0]
+        self.written = False  # whether the coming step's coefficients are in ``weights``
 
-    def step(self, weights: NDArray[np.floating]) -> int:
-        """The dogleg: writes the coefficients ``w`` of the step ``g - P w`` into
-        ``weights[:, :n]`` and returns ``n`` (0: the first step, ``g`` itself)."""
+    def step(self) -> int:
+        """The dogleg: the coefficients ``w`` of the step ``g - P w`` in ``weights[:, :n]``;
+        returns ``n`` (0: the first step, ``g`` itself)."""
         m, n = self.m, self.n
-        if n == 0:
-            return 0
-        if n <= COMPILED_SOLVE_UP_TO:
-            coef = self.compiled.solve_windows(self.gram, self.proj, m, n)
-        else:
+        if n and not self.written:  # a window past the compiled solve: LAPACK's
             gram_ss = self.gram[:, :n, :n]
             systems = np.stack([self.gram[:, :n, m : m + n] - gram_ss, gram_ss], axis=1)
             coef = _solve(systems, np.repeat(self.proj[:, None, :n, None], 2, axis=1))
-        self.compiled.dogleg(self.gram, self.proj, coef, m, n, self.state, weights)
+            self.compiled.dogleg(self.gram, self.proj, coef, m, n, self.state, self.weights)
         return n
 
-    def update(self, slot: int, products: Array, new: int, cur: int) -> NDArray[np.bool_] | None:
+    def update(
+        self, slot: int, products: NDArray[np.floating], new: int, cur: int
+    ) -> NDArray[np.bool_] | None:
         """Take in the inner products of the new pair's rows s, p and of the trial point's
-        residual with every row; return which samples accept the step, or None when all do."""
-        everyone = self.compiled.take_in(
-            products, slot, new, cur, self.m, self.gram, self.proj, self.state, self.accept
-        )
-        self.n = min(self.n + 1, self.m)
+        residual with every row; return which samples accept the step, or None when all do.
+        Up to ``COMPILED_SOLVE_UP_TO`` pairs the next step is computed in the same call."""
+        args = (products, slot, new, cur, self.m, self.gram, self.proj, self.state, self.accept)
+        self.n = n = min(self.n + 1, self.m)
+        self.written = n <= COMPILED_SOLVE_UP_TO
+        if self.written:
+            everyone = self.compiled.take_in_and_step(*args, n, self.coef, self.weights)
+        else:
+            everyone = self.compiled.take_in(*args)
         return None if everyone else self.accept.copy()
 
 
