@@ -7,8 +7,9 @@ parametrisation; A, B with N(0, 0.01/d) entries; default d = 512); ``trained`` t
 (width 128) trained for one epoch on digits, on the first B test images; ``tanh-hard`` tanh of
 the hard linear map (b scaled by 0.1); ``linear-easy`` / ``tanh-easy`` a random W with
 |W|_2 = 0.9. Each seed draws new matrices and vectors (``trained``: a new training run).
-Times are minima over ``--repeats`` runs: CPU time of this process (``time.process_time``; with
-one thread it is the wall time of an idle machine and stays put when other work shares the
+Times are minima over ``--repeats`` rounds that run every method in turn (so drift in the
+machine's speed falls on all of them alike): CPU time of this process (``time.process_time``;
+with one thread it is the wall time of an idle machine and stays put when other work shares the
 cores) and wall time. NFE counts calls of f; "ok" means every sample's returned point has
 relative residual |f(z)-z|/|f(z)| below the tolerance. ``--out`` writes every row as JSON.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -114,8 +116,16 @@ def torchdeq(name: str, **kwargs: float) -> Runner:
 
 
 def measure(
-    run: Runner, f: Func, z0: torch.Tensor, tol: float, max_iter: int, repeats: int
-) -> dict[str, float]:
+    table: dict[str, tuple[Runner, int | None]],
+    f: Func,
+    z0: torch.Tensor,
+    tol: float,
+    max_iter: int,
+    repeats: int,
+) -> dict[str, dict[str, float]]:
+    """NFE and final residual of each method (one counted run, which also warms it up), and
+    its minimum CPU and wall time over ``repeats`` rounds that run every method in turn, so
+    that a machine slowing down or speeding up mid-run falls on all of them alike."""
     calls = 0
 
     def counted(z: torch.Tensor) -> torch.Tensor:
@@ -123,17 +133,23 @@ def measure(
         calls += 1
         return f(z)
 
-    wall = cpu = float("inf")
+    rows: dict[str, dict[str, float]] = {}
     with torch.no_grad():
-        for _ in range(repeats):
+        for name, (run, _) in table.items():
             calls = 0
-            start, start_cpu = time.perf_counter(), time.process_time()
             z = run(counted, z0, tol, max_iter)
-            wall = min(wall, time.perf_counter() - start)
-            cpu = min(cpu, time.process_time() - start_cpu)
-        fz = f(z)
-        rel = (torch.linalg.vector_norm(fz - z, dim=1) / torch.linalg.vector_norm(fz, dim=1)).max()
-    return {"nfe": calls, "cpu_s": cpu, "wall_s": wall, "max_rel_residual": float(rel)}
+            fz = f(z)
+            rel = torch.linalg.vector_norm(fz - z, dim=1) / torch.linalg.vector_norm(fz, dim=1)
+            rows[name] = {"nfe": calls, "cpu_s": math.inf, "wall_s": math.inf}
+            rows[name]["max_rel_residual"] = float(rel.max())
+        for _ in range(repeats):
+            for name, (run, _) in table.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                run(f, z0, tol, max_iter)
+                row = rows[name]
+                row["wall_s"] = min(row["wall_s"], time.perf_counter() - start)
+                row["cpu_s"] = min(row["cpu_s"], time.process_time() - start_cpu)
+    return rows
 
 
 def methods(args: argparse.Namespace) -> dict[str, tuple[Runner, int | None]]:
@@ -198,10 +214,10 @@ def main() -> None:
     for problem, dim in map(parse_problem, args.problems):
         for seed in args.seeds:
             f, z0 = make_problem(problem, dim, args.batch, seed)
-            base: dict[str, float] = {}
-            for name, (run, memory) in table.items():
-                row = measure(run, f, z0, args.tol, args.max_iter, args.repeats)
-                base = base or row
+            measured = measure(table, f, z0, args.tol, args.max_iter, args.repeats)
+            base = measured["forward"]
+            for name, (_, memory) in table.items():
+                row = measured[name]
                 ok = row["max_rel_residual"] < args.tol
                 verdict = "yes" if ok else f"no ({row['max_rel_residual']:.1e})"
                 rows.append(

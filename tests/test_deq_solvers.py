@@ -173,6 +173,24 @@ def test_broyden_keeps_the_dtype_of_its_problem(dtype: torch.dtype) -> None:
     assert z.dtype == dtype and stats.all_converged
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_anderson_with_memory_one_is_damped_forward_iteration(beta: float) -> None:
+    w = _contraction(16, 0.9).double()
+    b = torch.randn(3, 16, dtype=torch.float64)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(z @ w.T + b)
+
+    steps = 12
+    z = torch.zeros_like(b)
+    for _ in range(steps - 1):  # the solver's last evaluation only checks the residual
+        z = z + beta * (f(z) - z)
+    best, stats = solve(f, torch.zeros_like(b), "anderson", tol=1e-30, max_iter=steps,
+                        memory=1, beta=beta)  # fmt: skip
+    assert stats.nfe == steps
+    torch.testing.assert_close(best, z, rtol=1e-12, atol=1e-12)  # residuals fall: last is best
+
+
 def test_stats_are_per_sample_and_the_trace_is_monotone() -> None:
     w = _contraction(16, 0.5).float()
     scale = torch.tensor([[1.0], [10.0], [100.0]])

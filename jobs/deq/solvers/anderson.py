@@ -28,12 +28,13 @@ def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSt
     xs = z0.new_empty(batch, m, dim)  # only the first n rows are ever read
     gs = z0.new_empty(batch, m, dim)
     gram = torch.zeros(batch, m, m, dtype=torch.float64, device=z0.device)
-    border = torch.zeros(batch, m + 1, m + 1, dtype=torch.float64, device=z0.device)
-    border[:, 0, 1:] = 1.0
-    border[:, 1:, 0] = 1.0
+    # the bordered KKT matrix, its lower right block rewritten each step
+    system = torch.zeros(batch, m + 1, m + 1, dtype=torch.float64, device=z0.device)
+    system[:, 0, 1:] = 1.0
+    system[:, 1:, 0] = 1.0
     rhs = torch.zeros(batch, m + 1, 1, dtype=torch.float64, device=z0.device)
     rhs[:, 0] = 1.0
-    eye = torch.eye(m, dtype=torch.float64, device=z0.device)
+    n_views = 0
     x = z0
     for k in range(opts.max_iter):
         fx = f(x)
@@ -41,16 +42,24 @@ def anderson(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSt
         if monitor.check(x, fx, g):
             break
         slot, n = k % m, min(k + 1, m)
+        if n != n_views:  # views of the first n pairs, made when n grows
+            n_views = n
+            x_n, g_n, h, rhs_n = xs[:, :n], gs[:, :n], gram[:, :n, :n], rhs[:, : n + 1]
+            kkt = system[:, : n + 1, : n + 1]
+            block = kkt[:, 1:, 1:]
+            diagonal = torch.diagonal(block, dim1=1, dim2=2)
         xs[:, slot] = x
         gs[:, slot] = g
-        row = torch.bmm(g.unsqueeze(1), gs[:, :n].transpose(1, 2)).squeeze(1).double()
+        row = torch.bmm(g.unsqueeze(1), g_n.mT).squeeze(1).double()
         gram[:, slot, :n] = row
         gram[:, :n, slot] = row
-        h = gram[:, :n, :n]
         scale = torch.diagonal(h, dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)
-        system = border[:, : n + 1, : n + 1].clone()
-        system[:, 1:, 1:] = h + (opts.lam * scale)[:, None, None] * eye[:n, :n]
-        alpha = torch.linalg.solve(system, rhs[:, : n + 1])[:, 1:].to(z0.dtype)
-        alpha_t = alpha.transpose(1, 2)
-        x = (torch.bmm(alpha_t, xs[:, :n]) + opts.beta * torch.bmm(alpha_t, gs[:, :n])).squeeze(1)
+        block.copy_(h)
+        diagonal.add_(scale[:, None], alpha=opts.lam)
+        alpha = torch.linalg.solve(kkt, rhs_n)[:, 1:].to(z0.dtype)
+        alpha_t = alpha.mT
+        mixed = torch.bmm(alpha_t, g_n)
+        if opts.beta != 1.0:
+            mixed = opts.beta * mixed
+        x = (torch.bmm(alpha_t, x_n) + mixed).squeeze(1)
     return monitor.finish()

@@ -83,7 +83,7 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     row, row_views = rows.unbind(1), rows.split(1, dim=1)
     rows_t = rows.mT
     picks = _picks(m, z0.device)
-    step = z0.new_empty(batch, 1, dim)  # written contiguously (as an out= view it is 5x slower)
+    step_out = z0.new_empty(batch, 1, dim)  # contiguous: baddbmm into a row view is 5x slower
     window = (0, weights, rows)  # (n, the first n coefficients, the first n rows p_i)
     for k in range(opts.max_iter - 1):
         slot, new = k % m, 4 * m + 1 - cur
@@ -93,7 +93,9 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
             if n != window[0]:
                 window = (n, weights[:, :, :n], rows[:, m : m + n])
             w = window[1] if on_host else window[1].to(device=z.device, dtype=z.dtype)
-            row_views[slot].copy_(torch.baddbmm(row_views[cur], w, window[2], alpha=-1, out=step))
+            row_views[slot].copy_(
+                torch.baddbmm(row_views[cur], w, window[2], alpha=-1, out=step_out)
+            )
         else:
             s.copy_(g)
         z_new = z + s
