@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from deq_solvers import make_problem, parse_problem, write_rows
+from deq_solvers import interleaved, make_problem, parse_problem, write_rows
 
 from jobs.deq.solvers import SolverStats, solve
 
@@ -78,18 +77,6 @@ def run(
         return solve(f, z0, method, tol=args.tol, max_iter=args.max_iter, memory=memory)[1]
 
 
-def interleaved(cases: dict[str, Callable[[], SolverStats]], repeats: int) -> dict[str, float]:
-    """Minimum CPU time of each case over ``repeats`` rounds that run every case in turn, so
-    that load from other work on the machine falls on all of them alike."""
-    best = dict.fromkeys(cases, float("inf"))
-    for _ in range(repeats):
-        for name, case in cases.items():
-            start = time.process_time()
-            case()
-            best[name] = min(best[name], time.process_time() - start)
-    return best
-
-
 def swapped(trust_region: type, call: Callable[[], SolverStats]) -> SolverStats:
     """``call()`` with the solver's trust region swapped for ``trust_region``."""
     BROYDEN._TrustRegion = trust_region
@@ -110,7 +97,8 @@ def measure(
         "broyden": lambda: run(f, z0, "broyden", memory, args),
         "free": lambda: swapped(replaying(tape), lambda: run(f, z0, "broyden", memory, args)),
     }
-    return cases["forward"](), broyden, cases["free"](), interleaved(cases, args.repeats)
+    times = {name: t["cpu_s"] for name, t in interleaved(cases, args.repeats).items()}
+    return cases["forward"](), broyden, cases["free"](), times
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ relative residual |f(z)-z|/|f(z)| below the tolerance. ``--out`` writes every ro
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -115,6 +116,23 @@ def torchdeq(name: str, **kwargs: float) -> Runner:
     return run
 
 
+def interleaved(
+    cases: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, dict[str, float]]:
+    """Minimum CPU time (``cpu_s``) and wall time (``wall_s``) of each case over ``repeats``
+    rounds that run every case in turn, so that drift in the machine's speed and load from other
+    work fall on all of them alike."""
+    best = {name: {"cpu_s": math.inf, "wall_s": math.inf} for name in cases}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            case()
+            times = best[name]
+            times["wall_s"] = min(times["wall_s"], time.perf_counter() - start)
+            times["cpu_s"] = min(times["cpu_s"], time.process_time() - start_cpu)
+    return best
+
+
 def measure(
     table: dict[str, tuple[Runner, int | None]],
     f: Func,
@@ -124,8 +142,7 @@ def measure(
     repeats: int,
 ) -> dict[str, dict[str, float]]:
     """NFE and final residual of each method (one counted run, which also warms it up), and
-    its minimum CPU and wall time over ``repeats`` rounds that run every method in turn, so
-    that a machine slowing down or speeding up mid-run falls on all of them alike."""
+    its :func:`interleaved` CPU and wall time."""
     calls = 0
 
     def counted(z: torch.Tensor) -> torch.Tensor:
@@ -140,16 +157,12 @@ def measure(
             z = run(counted, z0, tol, max_iter)
             fz = f(z)
             rel = torch.linalg.vector_norm(fz - z, dim=1) / torch.linalg.vector_norm(fz, dim=1)
-            rows[name] = {"nfe": calls, "cpu_s": math.inf, "wall_s": math.inf}
-            rows[name]["max_rel_residual"] = float(rel.max())
-        for _ in range(repeats):
-            for name, (run, _) in table.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                run(f, z0, tol, max_iter)
-                row = rows[name]
-                row["wall_s"] = min(row["wall_s"], time.perf_counter() - start)
-                row["cpu_s"] = min(row["cpu_s"], time.process_time() - start_cpu)
-    return rows
+            rows[name] = {"nfe": calls, "max_rel_residual": float(rel.max())}
+        cases = {
+            name: functools.partial(run, f, z0, tol, max_iter) for name, (run, _) in table.items()
+        }
+        times = interleaved(cases, repeats)
+    return {name: rows[name] | times[name] for name in table}
 
 
 def methods(args: argparse.Namespace) -> dict[str, tuple[Runner, int | None]]:

@@ -84,18 +84,16 @@ def broyden(f: Func, z0: Tensor, opts: SolverOptions) -> tuple[Tensor, SolverSta
     rows_t = rows.mT
     picks = _picks(m, z0.device)
     step_out = z0.new_empty(batch, 1, dim)  # contiguous: baddbmm into a row view is 5x slower
-    window = (0, weights, rows)  # (n, the first n coefficients, the first n rows p_i)
+    n_window = 0
     for k in range(opts.max_iter - 1):
         slot, new = k % m, 4 * m + 1 - cur
         n = state.step()
         g, s = row[cur], row[slot]
         if n:
-            if n != window[0]:
-                window = (n, weights[:, :, :n], rows[:, m : m + n])
-            w = window[1] if on_host else window[1].to(device=z.device, dtype=z.dtype)
-            row_views[slot].copy_(
-                torch.baddbmm(row_views[cur], w, window[2], alpha=-1, out=step_out)
-            )
+            if n != n_window:  # views of the first n coefficients and rows p_i, made as n grows
+                n_window, w_n, p_n = n, weights[:, :, :n], rows[:, m : m + n]
+            w = w_n if on_host else w_n.to(device=z.device, dtype=z.dtype)
+            row_views[slot].copy_(torch.baddbmm(row_views[cur], w, p_n, alpha=-1, out=step_out))
         else:
             s.copy_(g)
         z_new = z + s
@@ -155,13 +153,13 @@ class _TrustRegion:
         self.accept = np.ones(batch, dtype=bool)
         self.coef = np.zeros((batch, 2, min(m, COMPILED_SOLVE_UP_TO)))
         self.weights = weights.numpy()[:, 0]
-        self.written = False  # whether the coming step's coefficients are in ``weights``
 
     def step(self) -> int:
         """The dogleg: the coefficients ``w`` of the step ``g - P w`` in ``weights[:, :n]``;
-        returns ``n`` (0: the first step, ``g`` itself)."""
+        returns ``n`` (0: the first step, ``g`` itself). Up to ``COMPILED_SOLVE_UP_TO`` pairs
+        :meth:`update` has written them already."""
         m, n = self.m, self.n
-        if n and not self.written:  # a window past the compiled solve: LAPACK's
+        if n > COMPILED_SOLVE_UP_TO:  # a window past the compiled solve: LAPACK's
             gram_ss = self.gram[:, :n, :n]
             systems = np.stack([self.gram[:, :n, m : m + n] - gram_ss, gram_ss], axis=1)
             coef = _solve(systems, np.repeat(self.proj[:, None, :n, None], 2, axis=1))
@@ -176,8 +174,7 @@ class _TrustRegion:
         Up to ``COMPILED_SOLVE_UP_TO`` pairs the next step is computed in the same call."""
         args = (products, slot, new, cur, self.m, self.gram, self.proj, self.state, self.accept)
         self.n = n = min(self.n + 1, self.m)
-        self.written = n <= COMPILED_SOLVE_UP_TO
-        if self.written:
+        if n <= COMPILED_SOLVE_UP_TO:
             everyone = self.compiled.take_in_and_step(*args, n, self.coef, self.weights)
         else:
             everyone = self.compiled.take_in(*args)
